@@ -1,0 +1,36 @@
+"""Wire shapes shared by the producer, the workers and the CLI (DESIGN.md, "Messages" and
+"Output record"). Imports nothing of trawl's own."""
+
+from models.records import (
+    SCHEMA_VERSION,
+    AccountData,
+    InputRow,
+    JobManifest,
+    ObjectRef,
+    OutputRecord,
+    ProductData,
+    Source,
+    Status,
+    VideoData,
+    WorkItem,
+)
+from models.targets import KINDS_BY_PLATFORM, PAIRS, Kind, Platform, check_pair
+
+__all__ = [
+    "KINDS_BY_PLATFORM",
+    "PAIRS",
+    "SCHEMA_VERSION",
+    "AccountData",
+    "InputRow",
+    "JobManifest",
+    "Kind",
+    "ObjectRef",
+    "OutputRecord",
+    "Platform",
+    "ProductData",
+    "Source",
+    "Status",
+    "VideoData",
+    "WorkItem",
+    "check_pair",
+]

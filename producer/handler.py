@@ -1,0 +1,108 @@
+"""Producer Lambda: S3 ObjectCreated event (or its own continuation event) -> run_job."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel
+
+from models import ObjectRef
+from models.runtime import client_factory
+from producer.job import JobRequest, ProducerDeps, run_job
+from producer.settings import ProducerSettings
+from producer.store import JobStore
+
+logger = Logger(service="trawl")
+
+
+class _S3Object(BaseModel):
+    key: str
+    eTag: str
+
+
+class _S3Bucket(BaseModel):
+    name: str
+
+
+class _S3Entity(BaseModel):
+    bucket: _S3Bucket
+    object: _S3Object
+
+
+class _S3Record(BaseModel):
+    eventTime: dt.datetime
+    s3: _S3Entity
+
+
+class _S3Event(BaseModel):
+    Records: list[_S3Record]
+
+
+class LambdaContinuer:
+    """Continues a job in a fresh asynchronous invocation of this same function."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._client = lambda_client
+        self._function_name = function_name
+
+    def continue_job(self, payload: dict[str, Any]) -> None:
+        self._client.invoke(
+            FunctionName=self._function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+        )
+
+
+def build_deps(env: Mapping[str, str], continuer: Any = None) -> ProducerDeps:
+    settings = ProducerSettings.from_env(env)
+    client = client_factory(env)
+    if continuer is None:
+        continuer = LambdaContinuer(client("lambda"), env["AWS_LAMBDA_FUNCTION_NAME"])
+    return ProducerDeps(
+        settings=settings,
+        store=JobStore(client("s3"), settings.data_bucket),
+        sqs=client("sqs"),
+        continuer=continuer,
+    )
+
+
+def requests_from(event: Mapping[str, Any]) -> list[JobRequest]:
+    if "trawl_continuation" in event:
+        c = event["trawl_continuation"]
+        ref = ObjectRef(bucket=c["bucket"], key=c["key"], etag=c["etag"])
+        return [JobRequest(source=ref, event_time=dt.datetime.now(dt.UTC), continuation=True)]
+    parsed = _S3Event.model_validate(event)
+    return [
+        JobRequest(
+            source=ObjectRef(
+                bucket=r.s3.bucket.name, key=unquote_plus(r.s3.object.key), etag=r.s3.object.eTag.strip('"')
+            ),
+            event_time=r.eventTime,
+        )
+        for r in parsed.Records
+    ]
+
+
+def handle(event: Mapping[str, Any], context: Any, deps: ProducerDeps) -> dict[str, Any]:
+    jobs = []
+    for request in requests_from(event):
+        logger.append_keys(job_key=request.source.key)
+        manifest = run_job(request, deps, context.get_remaining_time_in_millis)
+        if manifest is not None:
+            jobs.append({"job_id": manifest.job_id, "status": manifest.status, "enqueued": manifest.enqueued})
+    return {"jobs": jobs}
+
+
+@lru_cache(maxsize=1)
+def _deps() -> ProducerDeps:
+    return build_deps(os.environ)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, _deps())

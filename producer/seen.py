@@ -1,0 +1,38 @@
+"""Exact, bounded-memory dedupe for one job: the item keys already enqueued, in SQLite.
+
+Why SQLite in /tmp and not a Python set or a Bloom filter: a set of 1M keys costs ~100 MB of
+heap and grows with the file; a Bloom filter is small but has false positives, which would
+silently drop distinct items. SQLite keeps the keys on disk (a few MB of page cache), answers
+exactly, and is one file that can travel with the job's checkpoint to the next invocation."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+class SeenSet:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # The file is rebuilt from the checkpoint copy after a crash, so durability is not needed here.
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("PRAGMA cache_size=-8000")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("BEGIN")
+
+    def add(self, key: str) -> bool:
+        """True when `key` is new to this job."""
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen (key) VALUES (?)", (key,))
+        return cursor.rowcount == 1
+
+    def save(self) -> Path:
+        """Commit so the file on disk is complete (for the checkpoint upload)."""
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        return self.path
+
+    def close(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()

@@ -1,0 +1,86 @@
+"""S3 access for the producer: the input object, the job manifest, rejects and checkpoint files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models import JobManifest, ObjectRef
+from models.csvsafe import escape_cell
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def manifest_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest.json"
+
+
+class JobStore:
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+
+    def load_manifest(self, job_id: str) -> JobManifest | None:
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=manifest_key(job_id))["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return JobManifest.model_validate_json(body)
+
+    def save_manifest(self, manifest: JobManifest) -> None:
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=manifest_key(manifest.job_id),
+            Body=manifest.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+
+    def open_input(self, ref: ObjectRef, offset: int = 0) -> Any:
+        """The object's body as a stream, pinned to the ETag the job started from."""
+        extra: dict[str, str] = {"Range": f"bytes={offset}-"} if offset else {}
+        return self._s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"', **extra)["Body"]
+
+    def upload(self, job_id: str, name: str, path: Path, content_type: str) -> None:
+        self._s3.upload_file(
+            str(path), self.bucket, f"jobs/{job_id}/{name}", ExtraArgs={"ContentType": content_type}
+        )
+
+    def download(self, job_id: str, name: str, path: Path) -> bool:
+        try:
+            self._s3.download_file(self.bucket, f"jobs/{job_id}/{name}", str(path))
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    def delete(self, job_id: str, name: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=f"jobs/{job_id}/{name}")
+
+
+class RejectsFile:
+    """rejects.csv on local disk (row, value, reason), appended row by row, uploaded whole."""
+
+    HEADER = ("row", "value", "reason")
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        fresh = not (resume and path.exists())
+        self._handle = path.open("w" if fresh else "a", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle)
+        if fresh:
+            self._writer.writerow(self.HEADER)
+
+    def add(self, row: int, value: str, reason: str) -> None:
+        # Undecodable bytes were kept as surrogates; write them as U+FFFD so the file stays UTF-8.
+        safe = value.encode("utf-8", "replace").decode("utf-8")[:1000]
+        self._writer.writerow((row, escape_cell(safe), escape_cell(reason)))
+
+    def flush(self) -> Path:
+        self._handle.flush()
+        return self.path
+
+    def close(self) -> None:
+        self._handle.close()

@@ -1,0 +1,218 @@
+"""Runs jobs on a stack and reports them: upload -> producer -> workers -> records, then the
+summary users see (DESIGN.md, "Commands") and the copy of output/ and jobs/ to the data dir."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from models import JobManifest
+from trawl.local.aws import EmbeddedAws
+from trawl.local.runtime import LocalRuntime
+from trawl.local.stack import Stack, create_local_stack
+from trawl.sandbox import Faults, SandboxServer
+
+STACK_NAME = "trawl"
+# Locally, retries back off for seconds, not minutes, so a run with faults finishes quickly.
+LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "3"}
+
+
+@dataclass
+class JobSummary:
+    job_id: str
+    input_key: str
+    platform: str | None
+    kind: str | None
+    status: str
+    message: str | None
+    rows: int
+    enqueued: int
+    duplicates: int
+    rejected: int
+    written_ok: int
+    written_permanent: int
+    dead_lettered: int
+    in_flight: int
+    output_prefix: str | None
+    data_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status != "failed" and self.dead_lettered == 0 and self.in_flight == 0
+
+
+@dataclass
+class LocalSession:
+    aws: EmbeddedAws
+    sandbox: SandboxServer
+    stack: Stack
+    runtime: LocalRuntime
+
+
+@contextmanager
+def local_session(faults: Faults | None = None, max_concurrency: int | None = None) -> Iterator[LocalSession]:
+    """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop."""
+    aws = EmbeddedAws().start()
+    sandbox = SandboxServer(faults=faults).start()
+    try:
+        parameters = {"TikApiBaseUrl": sandbox.tikapi_url}
+        if max_concurrency:
+            parameters["TikTokMaxConcurrency"] = str(max_concurrency)
+        stack = create_local_stack(aws.endpoint, STACK_NAME, parameters)
+        aws.detach_moto_lambda_dispatch()
+        runtime = LocalRuntime(stack, env_overrides=LOCAL_WORKER_ENV).start()
+        try:
+            yield LocalSession(aws, sandbox, stack, runtime)
+        finally:
+            runtime.stop()
+    finally:
+        sandbox.stop()
+        aws.stop()
+
+
+def upload(stack: Stack, path: Path, platform: str, kind: str) -> str:
+    key = f"input/{platform}/{kind}/{path.name}"
+    stack.endpoint.client("s3").upload_file(str(path), stack.bucket, key)
+    return key
+
+
+def load_manifest(stack: Stack, job_id: str) -> JobManifest | None:
+    s3 = stack.endpoint.client("s3")
+    try:
+        body = s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/manifest.json")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return JobManifest.model_validate_json(body)
+
+
+def job_id_of(stack: Stack, key: str) -> str:
+    from models import ObjectRef
+    from producer.job import job_id_for
+
+    etag = stack.endpoint.client("s3").head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
+    return job_id_for(ObjectRef(bucket=stack.bucket, key=key, etag=etag))
+
+
+ProgressFn = Callable[[str, int, int], None]  # job_id, done, total
+
+
+def wait_for_jobs(
+    session: LocalSession, job_ids: list[str], on_progress: ProgressFn | None = None, timeout_s: float = 3600
+) -> None:
+    """Until every job's producer is done and the runtime has nothing left to do."""
+    deadline = time.monotonic() + timeout_s
+    sqs = session.stack.endpoint.client("sqs")
+    while time.monotonic() < deadline:
+        manifests = {job_id: load_manifest(session.stack, job_id) for job_id in job_ids}
+        produced = all(m is not None and m.status != "running" for m in manifests.values())
+        if on_progress:
+            dlq = sum(_depth(sqs, session.stack.dlq_url(p)) for p in session.stack.platforms)
+            for job_id, m in manifests.items():
+                total = m.enqueued if m else 0
+                on_progress(job_id, min(total, session.runtime.progress.processed[job_id] + dlq), total)
+        if produced and session.runtime.idle():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"jobs {', '.join(job_ids)} did not finish within {timeout_s:.0f} s")
+
+
+def _depth(sqs: Any, url: str) -> int:
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+               ["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
+    """Count DLQ messages per job by reading them all and making them visible again."""
+    sqs = stack.endpoint.client("sqs")
+    url = stack.dlq_url(platform)
+    counts: Counter[str] = Counter()
+    handles: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            try:
+                counts[json.loads(message["Body"]).get("job_id", "?")] += 1
+            except ValueError:
+                counts["?"] += 1
+            handles.append(message["ReceiptHandle"])
+    for start in range(0, len(handles), 10):
+        entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                   for i, h in enumerate(handles[start : start + 10])]
+        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+    return counts
+
+
+def copy_to_data_dir(stack: Stack, data_dir: Path, prefixes: tuple[str, ...] = ("output/", "jobs/")) -> int:
+    """Copy the bucket's output/ and jobs/ trees so results outlive the embedded stack."""
+    s3 = stack.endpoint.client("s3")
+    keys = [
+        obj["Key"]
+        for prefix in prefixes
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+        if "/checkpoint/" not in obj["Key"]
+    ]
+
+    def fetch(key: str) -> None:
+        target = data_dir / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(fetch, keys))
+    return len(keys)
+
+
+def record_statuses(data_dir: Path, manifest: JobManifest) -> Counter[str]:
+    """Status of every record of one job, read from the data dir copy."""
+    folder = data_dir / f"output/platform={manifest.platform}/kind={manifest.kind}/dt={manifest.job_date}"
+    statuses: Counter[str] = Counter()
+    for path in folder.glob(f"{manifest.job_id}-*"):
+        if path.suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                statuses.update(row["status"] for row in csv.DictReader(handle))
+        else:
+            statuses[json.loads(path.read_text(encoding="utf-8"))["status"]] += 1
+    return statuses
+
+
+def summarise(stack: Stack, job_id: str, data_dir: Path, dead: Counter[str], in_flight: int = 0) -> JobSummary:
+    manifest = load_manifest(stack, job_id)
+    if manifest is None:
+        raise RuntimeError(f"job {job_id} has no manifest: the producer never ran for it")
+    statuses = record_statuses(data_dir, manifest) if manifest.platform else Counter()
+    prefix = (
+        f"s3://{stack.bucket}/output/platform={manifest.platform}/kind={manifest.kind}/dt={manifest.job_date}/"
+        if manifest.platform else None
+    )
+    return JobSummary(
+        job_id=job_id,
+        input_key=manifest.input.key,
+        platform=manifest.platform,
+        kind=manifest.kind,
+        status=manifest.status,
+        message=manifest.message,
+        rows=manifest.rows_read,
+        enqueued=manifest.enqueued,
+        duplicates=manifest.duplicates,
+        rejected=manifest.rejected,
+        written_ok=statuses["ok"],
+        written_permanent=sum(n for s, n in statuses.items() if s != "ok"),
+        dead_lettered=dead[job_id],
+        in_flight=in_flight,
+        output_prefix=prefix,
+        data_dir=str(data_dir),
+    )

@@ -1,0 +1,243 @@
+"""The local stand-in for the Lambda service: invokes the real handler functions the way their
+triggers would on AWS. S3 upload events (and the producer's own continuations) go to the
+producer; each SQS event source mapping is polled with its batch size and maximum concurrency,
+and its partial batch responses decide what is deleted. moto's redrive policy moves messages
+to the DLQ after maxReceiveCount, exactly as SQS does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trawl.local.stack import EventSource, FunctionInfo, Stack, queue_depth
+
+log = logging.getLogger(__name__)
+
+# Producer invocations may send this many rows before they checkpoint and continue; a
+# continuation starts only when the work queues are below LOW_WATER. moto's SQS slows down
+# with queue depth (every call scans the queue), so this keeps the embedded queues shallow.
+LOCAL_ROWS_PER_INVOCATION = 500
+LOW_WATER = 300
+
+
+class LocalContext:
+    """The parts of the Lambda context object trawl's handlers use."""
+
+    def __init__(self, function: FunctionInfo) -> None:
+        self.function_name = function.name
+        self.memory_limit_in_mb = function.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
+        self._deadline = time.monotonic() + function.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class Container:
+    """One warm execution environment: the handler module's deps, built once from the
+    function's environment, reused by every invocation it serves."""
+
+    def __init__(self, function: FunctionInfo, env: dict[str, str], **build_kwargs: Any) -> None:
+        module_name, _, _ = function.handler.rpartition(".")
+        self.function = function
+        self.module = importlib.import_module(module_name)
+        self.deps = self.module.build_deps(env, **build_kwargs)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return self.module.handle(event, LocalContext(self.function), self.deps)
+
+
+@dataclass
+class Progress:
+    processed: Counter[str]  # job_id -> first-page messages deleted
+    invocations: int = 0
+    errors: int = 0
+
+
+class LocalRuntime:
+    def __init__(self, stack: Stack, env_overrides: dict[str, str] | None = None) -> None:
+        self.stack = stack
+        self.sqs = stack.endpoint.client("sqs")
+        self._overrides = env_overrides or {}
+        self._stop = threading.Event()
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.progress = Progress(processed=Counter())
+        self._work_queues = [s.queue_url for f in stack.workers() for s in f.event_sources]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalRuntime:
+        self._spawn("producer", self._producer_loop)
+        for function in self.stack.workers():
+            for source in function.event_sources:
+                for n in range(source.max_concurrency):
+                    self._spawn(f"{function.name}-{n}", self._poller, function, source)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _env(self, function: FunctionInfo) -> dict[str, str]:
+        env = {**function.env, **self.stack.endpoint.lambda_env(), "AWS_LAMBDA_FUNCTION_NAME": function.name}
+        return env | self._overrides
+
+    # ------------------------------------------------------------------ producer
+    def upload_event(self, bucket: str, key: str) -> dict[str, Any]:
+        """The S3 ObjectCreated:Put notification S3 would send for an object now in the bucket."""
+        head = self.stack.endpoint.client("s3").head_object(Bucket=bucket, Key=key)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": self.stack.endpoint.region,
+                    "eventTime": now,
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "configurationId": "Upload",
+                        "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                        "object": {
+                            "key": key.replace(" ", "+"),
+                            "size": head["ContentLength"],
+                            "eTag": head["ETag"].strip('"'),
+                            "sequencer": format(time.time_ns(), "X"),
+                        },
+                    },
+                }
+            ]
+        }
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Queue an asynchronous invocation of the producer (an S3 event or a continuation)."""
+        with self._lock:
+            self._busy += 1
+        self._events.put(event)
+
+    def continue_job(self, payload: dict[str, Any]) -> None:
+        self.deliver(payload)
+
+    def _producer_loop(self) -> None:
+        function = self.stack.producer()
+        env = self._env(function) | {"MAX_ROWS_PER_INVOCATION": str(LOCAL_ROWS_PER_INVOCATION)}
+        container = Container(function, env, continuer=self)
+        while not self._stop.is_set():
+            try:
+                event = self._events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                if "trawl_continuation" in event:
+                    self._wait_for_low_water()
+                container.invoke(event)
+                self.progress.invocations += 1
+            except Exception:
+                # Lambda would retry an async invocation twice; locally the error is shown instead.
+                self.progress.errors += 1
+                log.exception("producer invocation failed")
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _wait_for_low_water(self) -> None:
+        while not self._stop.is_set() and sum(queue_depth(self.sqs, q) for q in self._work_queues) >= LOW_WATER:
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------ workers
+    def _poller(self, function: FunctionInfo, source: EventSource) -> None:
+        container: Container | None = None
+        while not self._stop.is_set():
+            messages = self.sqs.receive_message(
+                QueueUrl=source.queue_url,
+                MaxNumberOfMessages=source.batch_size,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            with self._lock:
+                self._busy += 1
+            try:
+                container = container or Container(function, self._env(function))
+                self._invoke_worker(container, source, messages)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _invoke_worker(self, container: Container, source: EventSource, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
+        try:
+            result = container.invoke(event) or {}
+        except Exception:
+            # As on AWS: the whole batch stays on the queue until its visibility timeout ends.
+            self.progress.errors += 1
+            log.exception("worker invocation failed")
+            return
+        self.progress.invocations += 1
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        if failed and not source.report_batch_item_failures:
+            return  # without ReportBatchItemFailures a failure keeps the whole batch
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=source.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        for message in done:
+            body = _body(message)
+            if body.get("page", 0) == 0:
+                self.progress.processed[body.get("job_id", "?")] += 1
+
+    # ------------------------------------------------------------------ state
+    def idle(self) -> bool:
+        """Nothing queued for the producer, no invocation running, every work queue empty."""
+        with self._lock:
+            if self._busy:
+                return False
+        return all(queue_depth(self.sqs, q) == 0 for q in self._work_queues)
+
+
+def _body(message: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _sqs_record(message: dict[str, Any], source: EventSource, region: str) -> dict[str, Any]:
+    """The record shape Lambda's SQS event source delivers."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": source.queue_arn,
+        "awsRegion": region,
+    }

@@ -1,0 +1,161 @@
+"""The stack: created from template.yaml in the embedded AWS (offline SAM translation, then
+moto's CloudFormation), or found by name on any endpoint. Everything the local runtime needs
+(bucket, queues, functions, event source mappings) is read back from the stack itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from trawl.local.aws import Endpoint
+from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
+
+log = logging.getLogger(__name__)
+
+# Resource types moto's CloudFormation cannot create. They matter on AWS (and are checked by
+# the template tests) but have no local effect, so the local stack skips them with a warning.
+UNSUPPORTED_LOCALLY = {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm", "AWS::Glue::Database", "AWS::Glue::Table"}
+LOCAL_KEYS = {"/trawl/tikapi-key": "sandboxkey1234567890", "/trawl/zyte-key": "sandboxzytekey123"}
+
+
+@dataclass(frozen=True)
+class EventSource:
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    max_concurrency: int
+    report_batch_item_failures: bool
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    name: str
+    handler: str
+    timeout_s: int
+    memory_mb: int
+    env: dict[str, str]
+    event_sources: list[EventSource] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    name: str
+    endpoint: Endpoint
+    outputs: dict[str, str]
+    functions: dict[str, FunctionInfo]
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["DataBucketName"]
+
+    def queue_url(self, platform: str) -> str:
+        return self.outputs[f"{_title(platform)}QueueUrl"]
+
+    def dlq_url(self, platform: str) -> str:
+        return self.outputs[f"{_title(platform)}DeadLetterQueueUrl"]
+
+    @property
+    def platforms(self) -> list[str]:
+        return [k[: -len("QueueUrl")].lower() for k in self.outputs if k.endswith("QueueUrl") and "DeadLetter" not in k]
+
+    def producer(self) -> FunctionInfo:
+        return self.functions[self.outputs["ProducerFunctionName"]]
+
+    def workers(self) -> list[FunctionInfo]:
+        return [f for f in self.functions.values() if f.event_sources]
+
+
+def _title(platform: str) -> str:
+    return {"tiktok": "TikTok"}.get(platform, platform.capitalize())
+
+
+def create_local_stack(endpoint: Endpoint, name: str, parameters: dict[str, str]) -> Stack:
+    """Translate template.yaml offline and create it in the embedded AWS."""
+    translated = translate(load_template(), parameters)
+    for logical_id, resource in list(translated["Resources"].items()):
+        if resource["Type"] in UNSUPPORTED_LOCALLY:
+            log.warning("local stack skips %s (%s): moto cannot create it", logical_id, resource["Type"])
+            del translated["Resources"][logical_id]
+    _upload_placeholder_code(endpoint)
+    _put_local_keys(endpoint)
+    cfn = endpoint.client("cloudformation")
+    cfn.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(translated),
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    )
+    stack = describe_stack(endpoint, name)
+    return stack
+
+
+def _upload_placeholder_code(endpoint: Endpoint) -> None:
+    bucket, key = CODE_PLACEHOLDER.removeprefix("s3://").split("/", 1)
+    s3 = endpoint.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("README.txt", "The local runtime runs the handlers from the working tree.\n")
+    s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
+
+
+def _put_local_keys(endpoint: Endpoint) -> None:
+    ssm = endpoint.client("ssm")
+    for name, value in LOCAL_KEYS.items():
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+def describe_stack(endpoint: Endpoint, name: str) -> Stack:
+    cfn = endpoint.client("cloudformation")
+    found = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    if found["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise RuntimeError(f"stack {name} is {found['StackStatus']}: {found.get('StackStatusReason', '')}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    return Stack(name=name, endpoint=endpoint, outputs=outputs, functions=_functions(endpoint, outputs))
+
+
+def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, FunctionInfo]:
+    lam = endpoint.client("lambda")
+    sqs = endpoint.client("sqs")
+    names = [v for k, v in outputs.items() if k.endswith("FunctionName")]
+    functions = {}
+    for name in names:
+        config = lam.get_function_configuration(FunctionName=name)
+        sources = []
+        for mapping in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
+            arn = mapping["EventSourceArn"]
+            queue_url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"]
+            sources.append(
+                EventSource(
+                    queue_url=queue_url,
+                    queue_arn=arn,
+                    batch_size=int(mapping.get("BatchSize", 10)),
+                    max_concurrency=int(mapping.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
+                    report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+                )
+            )
+        functions[name] = FunctionInfo(
+            name=name,
+            handler=config["Handler"],
+            timeout_s=int(config.get("Timeout", 3)),
+            memory_mb=int(config.get("MemorySize", 128)),
+            env=dict(config.get("Environment", {}).get("Variables", {})),
+            event_sources=sources,
+        )
+    return functions
+
+
+def queue_depth(sqs: Any, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())

@@ -1,0 +1,141 @@
+"""Processes one SQS batch: every item concurrently, and the one place that decides what each
+outcome means for the queue (DESIGN.md, "Failure semantics"):
+- fetched            -> records written, message deleted (not reported)
+- Permanent          -> a record with that status written, message deleted
+- Retryable          -> reported in batchItemFailures, visibility extended with backoff + jitter
+- malformed message  -> reported (so it is retried and dead-lettered, never dropped)"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ValidationError
+
+from models import OutputRecord, WorkItem
+from workers.fetchers import Fetcher, Found
+from workers.output import RecordWriter
+from workers.settings import WorkerSettings
+from workers.upstream import BadCredentials, Permanent, Retryable
+from workers.upstream.http import Budget
+
+logger = Logger(service="trawl", child=True)
+
+
+class SqsRecord(BaseModel):
+    messageId: str
+    receiptHandle: str
+    body: str
+    attributes: dict[str, str] = {}
+    eventSourceARN: str = ""
+
+
+class SqsEvent(BaseModel):
+    Records: list[SqsRecord]
+
+
+@dataclass
+class BatchDeps:
+    settings: WorkerSettings
+    fetchers: dict[str, Fetcher]  # kind -> fetcher for this worker's platform
+    writer: RecordWriter
+    sqs: Any
+
+
+@dataclass
+class _Invocation:
+    deps: BatchDeps
+    budget: Budget
+    warned_credentials: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "permanent": 0, "retried": 0})
+
+
+def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
+    """Exponential backoff with full jitter, never shorter than the upstream's Retry-After."""
+    exponential = min(cap, base * 2 ** max(0, receive_count - 1))
+    delay = random.uniform(exponential / 2, exponential)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return int(min(cap if retry_after is None else max(cap, retry_after), delay, 43_200))
+
+
+async def process_batch(event: dict[str, Any], remaining_ms: Callable[[], int], deps: BatchDeps) -> dict[str, Any]:
+    records = SqsEvent.model_validate(event).Records
+    s = deps.settings
+    run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
+    results = await asyncio.gather(*(_process(run, record) for record in records))
+    failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
+    logger.info("batch done", size=len(records), failed=len(failures), **run.counts)
+    return {"batchItemFailures": failures}
+
+
+async def _process(run: _Invocation, record: SqsRecord) -> bool:
+    """True when the message may be deleted."""
+    try:
+        item = WorkItem.model_validate_json(record.body)
+    except ValidationError as exc:
+        logger.error("malformed message", message_id=record.messageId, errors=exc.error_count())
+        return False
+    log = {"job_id": item.job_id, "item_key": item.item_key, "platform": item.platform}
+    fetcher = run.deps.fetchers.get(item.kind)
+    if fetcher is None or item.platform != run.deps.settings.platform:
+        logger.error("message for another worker", kind=item.kind, **log)
+        return False
+    try:
+        fetched = await fetcher.fetch(item, run.budget)
+    except Permanent as exc:
+        await _write(run, item, [], status=exc.status, detail=str(exc))
+        run.counts["permanent"] += 1
+        return True
+    except Retryable as exc:
+        await _retry_later(run, record, exc, log)
+        return False
+    await _write(run, item, fetched.records)
+    if fetched.follow_up is not None:
+        body = fetched.follow_up.model_dump_json()
+        await asyncio.to_thread(run.deps.sqs.send_message, QueueUrl=run.deps.settings.queue_url, MessageBody=body)
+    run.counts["ok"] += 1
+    return True
+
+
+async def _write(
+    run: _Invocation, item: WorkItem, found: list[Found], status: str | None = None, detail: str | None = None
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    common = {
+        "job_id": item.job_id, "platform": item.platform, "kind": item.kind, "target": item.target,
+        "fetched_at": now, "source": item.source, "context": item.context,
+    }
+    if status is not None:
+        records = [OutputRecord(item_key=item.item_key, status=status, detail=detail, **common)]  # type: ignore[arg-type]
+    else:
+        records = [OutputRecord(item_key=f.item_key, status=f.status, data=f.data, **common) for f in found]  # type: ignore[arg-type]
+    job_date = item.job_date.isoformat()
+    await asyncio.gather(*(asyncio.to_thread(run.deps.writer.put, r, job_date) for r in records))
+
+
+async def _retry_later(run: _Invocation, record: SqsRecord, exc: Retryable, log: dict[str, str]) -> None:
+    run.counts["retried"] += 1
+    if isinstance(exc, BadCredentials):
+        if not run.warned_credentials:
+            run.warned_credentials = True
+            logger.error("upstream rejected the API key; check the key in SSM/Secrets Manager", reason=str(exc))
+    else:
+        logger.warning("retryable failure", reason=str(exc), error=type(exc).__name__, **log)
+    s = run.deps.settings
+    receives = int(record.attributes.get("ApproximateReceiveCount", "1"))
+    delay = backoff_seconds(receives, exc.retry_after, s.retry_base_s, s.retry_max_s)
+    try:
+        await asyncio.to_thread(
+            run.deps.sqs.change_message_visibility,
+            QueueUrl=s.queue_url,
+            ReceiptHandle=record.receiptHandle,
+            VisibilityTimeout=delay,
+        )
+    except Exception as error:  # noqa: BLE001 - the queue's own visibility timeout still applies
+        logger.warning("could not extend visibility", error=type(error).__name__, **log)
