@@ -21,8 +21,13 @@ TIKTOK_HOSTS = ("tiktok.com",)
 PRODUCT_HOSTS: dict[str, tuple[str, ...]] = {
     "tokopedia": ("tokopedia.com",),
     "shopee": (
-        "shopee.co.id", "shopee.com.my", "shopee.sg", "shopee.ph",
-        "shopee.co.th", "shopee.vn", "shopee.tw",
+        "shopee.co.id",
+        "shopee.com.my",
+        "shopee.sg",
+        "shopee.ph",
+        "shopee.co.th",
+        "shopee.vn",
+        "shopee.tw",
     ),
     "lazada": ("lazada.co.id", "lazada.com.my", "lazada.sg", "lazada.com.ph", "lazada.co.th", "lazada.vn"),
 }
@@ -92,13 +97,12 @@ def normalise_username(raw: str) -> Target:
         if not first.startswith("@"):
             raise InvalidTarget("TikTok URL is not a profile link (expected tiktok.com/@username)")
         value = first
-    value = value.removeprefix("@").lower()
+    value = value.lstrip("@").lower()
     if len(value) > MAX_USERNAME:
         raise InvalidTarget(f"username is {len(value)} characters long; TikTok allows at most {MAX_USERNAME}")
     if not _USERNAME.match(value) or value.endswith("."):
-        raise InvalidTarget(
-            f"invalid username '{value}': use 2-{MAX_USERNAME} letters, digits, '_' or '.' (not ending in '.')"
-        )
+        rule = f"use 2-{MAX_USERNAME} letters, digits, '_' or '.' (not ending in '.')"
+        raise InvalidTarget(f"invalid username '{value}': {rule}")
     return Target(value=value, item_key=value)
 
 

@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.targets import Kind, Platform
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 # Permanent outcomes are written as records with this status; retryable ones never are.
-Status = Literal["ok", "not_found", "private", "unavailable", "invalid_target", "domain_refused", "not_a_product"]
+Status = Literal[
+    "ok", "not_found", "private", "unavailable", "invalid_target", "domain_refused", "not_a_product"
+]
 ItemKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.=-]+$")]
 
 

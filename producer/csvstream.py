@@ -92,7 +92,9 @@ def read_header(lines: Iterator[bytes], platform: str) -> Header:
     try:
         text = first.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadFile(f"header row is not UTF-8 ({exc.reason} at byte {exc.start}); save the file as CSV UTF-8") from exc
+        raise BadFile(
+            f"header row is not UTF-8 ({exc.reason} at byte {exc.start}); save the file as CSV UTF-8"
+        ) from exc
     delimiter = max(DELIMITERS, key=lambda d: len(next(csv.reader([text], delimiter=d))))
     columns = tuple(c.strip() for c in next(csv.reader([text], delimiter=delimiter)))
     return Header(columns, delimiter, find_target_column(platform, columns), offset)

@@ -84,17 +84,21 @@ class Fanout:
                     QueueUrl=self._queue_url,
                     Entries=[{"Id": i, "MessageBody": item.model_dump_json()} for i, item in entries.items()],
                 )
-            except Exception as exc:  # noqa: BLE001 - any failure of the call is retried, then recorded
+            except Exception as exc:
                 reasons = dict.fromkeys(entries, f"SendMessageBatch failed: {type(exc).__name__}: {exc}")
                 continue
-            failed = {f["Id"]: f"{f.get('Code', '?')}: {f.get('Message', '')}" for f in response.get("Failed", [])}
+            failed = {
+                f["Id"]: f"{f.get('Code', '?')}: {f.get('Message', '')}" for f in response.get("Failed", [])
+            }
             self._count(len(entries) - len(failed))
             entries = {i: entries[i] for i in failed}
             reasons = failed
             if not entries:
                 return
         with self._lock:
-            self.unsent.extend(Unsent(item, f"could not enqueue: {reasons[i]}") for i, item in entries.items())
+            self.unsent.extend(
+                Unsent(item, f"could not enqueue: {reasons[i]}") for i, item in entries.items()
+            )
 
     def _count(self, n: int) -> None:
         with self._lock:

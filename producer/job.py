@@ -87,7 +87,7 @@ def start_or_resume(req: JobRequest, store: JobStore) -> JobManifest | None:
             return None
         return existing
     now = _now()
-    return JobManifest(
+    manifest = JobManifest(
         job_id=job_id,
         input=req.source,
         platform=None,
@@ -96,6 +96,10 @@ def start_or_resume(req: JobRequest, store: JobStore) -> JobManifest | None:
         created_at=now,
         updated_at=now,
     )
+    if not store.claim(manifest):
+        logger.info("job claimed by another invocation", job_id=job_id)
+        return None
+    return manifest
 
 
 def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]) -> JobManifest | None:
@@ -143,12 +147,12 @@ class _FanOutJob:
     def run(self) -> None:
         checkpoint = self.m.checkpoint
         resume = checkpoint is not None
+        # /tmp outlives invocations in a warm container: start from the job's own state only.
+        for name in ("seen.sqlite", "rejects.csv"):
+            (self.work_dir / name).unlink(missing_ok=True)
         if resume:
             self.store.download(self.m.job_id, "checkpoint/seen.sqlite", self.work_dir / "seen.sqlite")
             self.store.download(self.m.job_id, "rejects.csv", self.work_dir / "rejects.csv")
-        else:
-            self.m.status = "running"
-            self.store.save_manifest(self.m)
         seen = SeenSet(self.work_dir / "seen.sqlite")
         rejects = RejectsFile(self.work_dir / "rejects.csv", resume=resume)
         fanout = Fanout(self.deps.sqs, self.queue_url, self.settings.send_threads)
@@ -174,7 +178,9 @@ class _FanOutJob:
         self.store.save_manifest(self.m)
         payload = {"bucket": self.m.input.bucket, "key": self.m.input.key, "etag": self.m.input.etag}
         self.deps.continuer.continue_job({"trawl_continuation": payload})
-        logger.info("job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"])
+        logger.info(
+            "job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"]
+        )
 
     def _open(self) -> tuple[Header, RowReader]:
         ck = self.m.checkpoint
@@ -192,20 +198,24 @@ class _FanOutJob:
         """Returns the checkpoint to continue from, or None when the file is done."""
         header, reader = self._open()
         cap = self.settings.max_rows_per_invocation
-        count = 0
-        for raw in reader:
+        for count, raw in enumerate(reader, start=1):
             self.m.rows_read += 1
             item_or_reason = self._item(raw, header)
             if isinstance(item_or_reason, str):
-                value = raw.fields[header.target_index] if raw.fields and len(raw.fields) > header.target_index else ""
+                value = (
+                    raw.fields[header.target_index]
+                    if raw.fields and len(raw.fields) > header.target_index
+                    else ""
+                )
                 rejects.add(raw.row, value, item_or_reason)
                 self.m.rejected += 1
             elif not seen.add(item_or_reason.item_key):
                 self.m.duplicates += 1
             else:
                 fanout.add(item_or_reason)
-            count += 1
-            out_of_time = count % CHECK_DEADLINE_EVERY == 0 and self.remaining_ms() < self.settings.safety_margin_ms
+            out_of_time = (
+                count % CHECK_DEADLINE_EVERY == 0 and self.remaining_ms() < self.settings.safety_margin_ms
+            )
             if out_of_time or (cap and count >= cap):
                 return {
                     "offset": raw.end_offset,
@@ -230,7 +240,8 @@ class _FanOutJob:
         if len(raw.fields) > width:
             return f"row has {len(raw.fields)} fields but the header has {width} (an unquoted delimiter?)"
         if len(raw.fields) <= header.target_index:
-            return f"row has {len(raw.fields)} fields; '{header.target_column}' is field {header.target_index + 1}"
+            where = f"'{header.target_column}' is field {header.target_index + 1}"
+            return f"row has {len(raw.fields)} fields; {where}"
         if any(_undecodable(f) for f in raw.fields):
             return "row is not valid UTF-8; save the file as CSV UTF-8"
         assert self.m.platform is not None and self.m.kind is not None
@@ -242,8 +253,8 @@ class _FanOutJob:
         return WorkItem(
             job_id=self.m.job_id,
             job_date=self.m.job_date,
-            platform=self.m.platform,  # type: ignore[arg-type]
-            kind=self.m.kind,  # type: ignore[arg-type]
+            platform=self.m.platform,
+            kind=self.m.kind,
             item_key=target.item_key,
             target=target.value,
             source=Source(bucket=self.m.input.bucket, key=self.m.input.key, row=raw.row),

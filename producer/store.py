@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,39 @@ class JobStore:
             ContentType="application/json",
         )
 
+    def claim(self, manifest: JobManifest) -> bool:
+        """Write a new job's first manifest only if none exists (S3 conditional write), so two
+        deliveries of one notification arriving together cannot both fan the file out."""
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=manifest_key(manifest.job_id),
+                Body=manifest.model_dump_json(indent=2).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        return True
+
     def open_input(self, ref: ObjectRef, offset: int = 0) -> Any:
         """The object's body as a stream, pinned to the ETag the job started from."""
-        extra: dict[str, str] = {"Range": f"bytes={offset}-"} if offset else {}
-        return self._s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"', **extra)["Body"]
+        if offset:
+            try:
+                return self._s3.get_object(
+                    Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"', Range=f"bytes={offset}-"
+                )["Body"]
+            except self._s3.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                return io.BytesIO(b"")  # the checkpoint was the file's last row
+        # No Range for a fresh read: "bytes=0-" on an empty object is a 416, not an empty body.
+        return self._s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"')["Body"]
 
     def upload(self, job_id: str, name: str, path: Path, content_type: str) -> None:
         self._s3.upload_file(

@@ -36,7 +36,9 @@ console = Console(stderr=True)  # progress and status
 out = Console(soft_wrap=True)  # the summary
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where output/ and jobs/ are copied at the end.")]
-FaultsOpt = Annotated[str, typer.Option("--faults", help="Sandbox error rates, e.g. 429=0.1,500=0.05,timeout=0.02")]
+FaultsOpt = Annotated[
+    str, typer.Option("--faults", help="Sandbox error rates, e.g. 429=0.1,500=0.05,timeout=0.02")
+]
 LatencyOpt = Annotated[int, typer.Option("--latency-ms", min=0, help="Sandbox latency per upstream call.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the handlers' logs.")]
@@ -49,7 +51,9 @@ def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str,
     words = set(re.split(r"[^a-z]+", path.stem.lower()))
     platform = platform or next((p for p, _ in sorted(PAIRS) if p in words), None)
     if platform is None:
-        raise typer.BadParameter(f"cannot tell the platform from '{path.name}'; pass --platform", param_hint="FILE")
+        raise typer.BadParameter(
+            f"cannot tell the platform from '{path.name}'; pass --platform", param_hint="FILE"
+        )
     if kind is None:
         kinds = sorted(k for p, k in PAIRS if p == platform)
         kind = next((k for k in kinds if k in words or k.rstrip("s") in words or k + "s" in words), kinds[0])
@@ -82,8 +86,13 @@ def _run_files(
             session.runtime.deliver(session.runtime.upload_event(session.stack.bucket, key))
             jobs.append(job_id_of(session.stack, key))
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=quiet, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
         ) as bar:
             tasks: dict[str, TaskID] = {
                 job_id: bar.add_task(f"{platform}/{kind} {path.name}", total=None)
@@ -113,7 +122,9 @@ def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
         out.print(f"\n[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.status}[/]")
         if s.message:
             out.print(f"  [red]{s.message}[/]")
-        out.print(f"  rows {s.rows} = enqueued {s.enqueued} + duplicates {s.duplicates} + rejected {s.rejected}")
+        out.print(
+            f"  rows {s.rows} = enqueued {s.enqueued} + duplicates {s.duplicates} + rejected {s.rejected}"
+        )
         out.print(
             f"  written ok {s.written_ok} · written with a permanent status {s.written_permanent}"
             f" · dead-lettered {s.dead_lettered} · in flight {s.in_flight}"
@@ -165,7 +176,8 @@ def demo(
     summaries = _run_files(files, spec, data_dir, quiet=as_json)
     _print(summaries, as_json, many=True)
     if not as_json:
-        out.print(f"\nTry: trawl query \"select unique_id, followers from tiktok_accounts order by followers desc limit 5\" --data-dir {data_dir}")
+        sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
+        out.print(f'\nTry: trawl query "{sql}" --data-dir {data_dir}')
 
 
 def main() -> None:

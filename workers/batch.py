@@ -64,13 +64,15 @@ def backoff_seconds(receive_count: int, retry_after: float | None, base: int, ca
     return int(min(cap if retry_after is None else max(cap, retry_after), delay, 43_200))
 
 
-async def process_batch(event: dict[str, Any], remaining_ms: Callable[[], int], deps: BatchDeps) -> dict[str, Any]:
+async def process_batch(
+    event: dict[str, Any], remaining_ms: Callable[[], int], deps: BatchDeps
+) -> dict[str, Any]:
     records = SqsEvent.model_validate(event).Records
     s = deps.settings
     run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
     results = await asyncio.gather(*(_process(run, record) for record in records))
     failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
-    logger.info("batch done", size=len(records), failed=len(failures), **run.counts)
+    logger.info("batch done", extra={"size": len(records), "failed": len(failures), **run.counts})
     return {"batchItemFailures": failures}
 
 
@@ -84,7 +86,7 @@ async def _process(run: _Invocation, record: SqsRecord) -> bool:
     log = {"job_id": item.job_id, "item_key": item.item_key, "platform": item.platform}
     fetcher = run.deps.fetchers.get(item.kind)
     if fetcher is None or item.platform != run.deps.settings.platform:
-        logger.error("message for another worker", kind=item.kind, **log)
+        logger.error("message for another worker", extra={"kind": item.kind, **log})
         return False
     try:
         fetched = await fetcher.fetch(item, run.budget)
@@ -98,7 +100,9 @@ async def _process(run: _Invocation, record: SqsRecord) -> bool:
     await _write(run, item, fetched.records)
     if fetched.follow_up is not None:
         body = fetched.follow_up.model_dump_json()
-        await asyncio.to_thread(run.deps.sqs.send_message, QueueUrl=run.deps.settings.queue_url, MessageBody=body)
+        await asyncio.to_thread(
+            run.deps.sqs.send_message, QueueUrl=run.deps.settings.queue_url, MessageBody=body
+        )
     run.counts["ok"] += 1
     return True
 
@@ -108,13 +112,18 @@ async def _write(
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     common = {
-        "job_id": item.job_id, "platform": item.platform, "kind": item.kind, "target": item.target,
-        "fetched_at": now, "source": item.source, "context": item.context,
+        "job_id": item.job_id,
+        "platform": item.platform,
+        "kind": item.kind,
+        "target": item.target,
+        "fetched_at": now,
+        "source": item.source,
+        "context": item.context,
     }
     if status is not None:
-        records = [OutputRecord(item_key=item.item_key, status=status, detail=detail, **common)]  # type: ignore[arg-type]
+        records = [OutputRecord(item_key=item.item_key, status=status, detail=detail, **common)]
     else:
-        records = [OutputRecord(item_key=f.item_key, status=f.status, data=f.data, **common) for f in found]  # type: ignore[arg-type]
+        records = [OutputRecord(item_key=f.item_key, status=f.status, data=f.data, **common) for f in found]
     job_date = item.job_date.isoformat()
     await asyncio.gather(*(asyncio.to_thread(run.deps.writer.put, r, job_date) for r in records))
 
@@ -124,9 +133,11 @@ async def _retry_later(run: _Invocation, record: SqsRecord, exc: Retryable, log:
     if isinstance(exc, BadCredentials):
         if not run.warned_credentials:
             run.warned_credentials = True
-            logger.error("upstream rejected the API key; check the key in SSM/Secrets Manager", reason=str(exc))
+            logger.error(
+                "upstream rejected the API key; check the key in SSM/Secrets Manager", reason=str(exc)
+            )
     else:
-        logger.warning("retryable failure", reason=str(exc), error=type(exc).__name__, **log)
+        logger.warning("retryable failure", extra={"reason": str(exc), "error": type(exc).__name__, **log})
     s = run.deps.settings
     receives = int(record.attributes.get("ApproximateReceiveCount", "1"))
     delay = backoff_seconds(receives, exc.retry_after, s.retry_base_s, s.retry_max_s)
@@ -137,5 +148,5 @@ async def _retry_later(run: _Invocation, record: SqsRecord, exc: Retryable, log:
             ReceiptHandle=record.receiptHandle,
             VisibilityTimeout=delay,
         )
-    except Exception as error:  # noqa: BLE001 - the queue's own visibility timeout still applies
-        logger.warning("could not extend visibility", error=type(error).__name__, **log)
+    except Exception as error:
+        logger.warning("could not extend visibility", extra={"error": type(error).__name__, **log})

@@ -64,5 +64,10 @@ class TikTokVideosFetcher:
             cursor = page.cursor
             if cursor is None or fetched >= self._max_videos:
                 return Fetched(records)
-        update = {"cursor": cursor, "page": item.page + self._max_pages, "fetched": fetched, "sec_uid": sec_uid}
+        update = {
+            "cursor": cursor,
+            "page": item.page + self._max_pages,
+            "fetched": fetched,
+            "sec_uid": sec_uid,
+        }
         return Fetched(records, follow_up=item.model_copy(update=update))

@@ -52,7 +52,9 @@ def build_deps(env: Mapping[str, str]) -> WorkerDeps:
     client = client_factory(env)
     make_fetchers = FETCHERS_BY_PLATFORM.get(settings.platform)
     if make_fetchers is None:
-        raise ValueError(f"no worker for platform '{settings.platform}'; known: {', '.join(FETCHERS_BY_PLATFORM)}")
+        raise ValueError(
+            f"no worker for platform '{settings.platform}'; known: {', '.join(FETCHERS_BY_PLATFORM)}"
+        )
     http = make_client(settings.connect_timeout_s, settings.read_timeout_s)
     fetchers = make_fetchers(settings, http, client("ssm"), client("secretsmanager"))
     batch = BatchDeps(

@@ -20,8 +20,19 @@ DATA_MODELS: dict[str, type[AccountData | VideoData | ProductData]] = {
     "product": ProductData,
 }
 _BASE_COLUMNS = (
-    "schema_version", "job_id", "platform", "kind", "item_key", "target", "status", "fetched_at",
-    "source_bucket", "source_key", "source_row", "context", "detail",
+    "schema_version",
+    "job_id",
+    "platform",
+    "kind",
+    "item_key",
+    "target",
+    "status",
+    "fetched_at",
+    "source_bucket",
+    "source_key",
+    "source_row",
+    "context",
+    "detail",
 )
 
 
@@ -40,7 +51,11 @@ def to_csv(record: OutputRecord) -> bytes:
     """One CSV row with header; text cells a spreadsheet would run as a formula are escaped."""
     dumped: dict[str, Any] = record.model_dump(mode="json")
     row: dict[str, Any] = {k: dumped[k] for k in _BASE_COLUMNS if k in dumped}
-    row |= {"source_bucket": record.source.bucket, "source_key": record.source.key, "source_row": record.source.row}
+    row |= {
+        "source_bucket": record.source.bucket,
+        "source_key": record.source.key,
+        "source_row": record.source.row,
+    }
     row["context"] = json.dumps(record.context, ensure_ascii=False, sort_keys=True)
     for name, value in (dumped.get("data") or {}).items():
         row[f"data_{name}"] = value

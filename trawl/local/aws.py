@@ -3,15 +3,16 @@ clients that talk to it (or to any AWS-compatible endpoint the user names)."""
 
 from __future__ import annotations
 
-import logging
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
-
-from trawl.local.moto_clock import patch_moto_sqs_clock
 
 REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -52,31 +53,44 @@ class Endpoint:
 
 
 class EmbeddedAws:
-    """moto's ThreadedMotoServer, started on a free loopback port."""
+    """moto's server on a free loopback port, in a child process (trawl.local.motoserver)."""
 
     def __init__(self, port: int | None = None) -> None:
-        from moto.server import ThreadedMotoServer
-
-        patch_moto_sqs_clock()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.port = port or free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.endpoint = Endpoint(url=f"http://127.0.0.1:{self.port}")
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
-    def start(self) -> EmbeddedAws:
-        self._server.start()
-        return self
+    def start(self, timeout_s: float = 30.0) -> EmbeddedAws:
+        # Its errors go to a file, not a pipe: nobody reads a pipe while the server runs.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "trawl.local.motoserver", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace")
+                raise RuntimeError(f"the embedded AWS server exited at start:\n{err[-2000:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(
+            f"the embedded AWS server did not listen on 127.0.0.1:{self.port} in {timeout_s:.0f} s"
+        )
 
     def stop(self) -> None:
-        self._server.stop()
-
-    def detach_moto_lambda_dispatch(self) -> None:
-        """moto runs a queue's event source mappings itself on every SendMessage, in Docker
-        (absent here), and then deletes the messages. In the local default the LocalRuntime is
-        the Lambda service, so moto's own dispatch is detached after the stack is created; the
-        mappings stay readable through the Lambda API, which is where the runtime reads them."""
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.sqs.models import sqs_backends
-
-        for queue in sqs_backends[DEFAULT_ACCOUNT_ID][self.endpoint.region].queues.values():
-            queue.lambda_event_source_mappings.clear()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        if self._log is not None:
+            self._log.close()

@@ -25,7 +25,9 @@ def patch_moto_sqs_clock() -> bool:
     if getattr(sqs_models.unix_time_millis, "trawl_patched", False):
         return True
     if not moto.__version__.startswith(CHECKED_MOTO):
-        log.warning("moto %s is not a version trawl's SQS clock patch was checked on; not patching", moto.__version__)
+        log.warning(
+            "moto %s is not a version trawl's SQS clock patch was checked on; not patching", moto.__version__
+        )
         return False
     original = sqs_models.unix_time_millis
 

@@ -70,7 +70,6 @@ def local_session(faults: Faults | None = None, max_concurrency: int | None = No
         if max_concurrency:
             parameters["TikTokMaxConcurrency"] = str(max_concurrency)
         stack = create_local_stack(aws.endpoint, STACK_NAME, parameters)
-        aws.detach_moto_lambda_dispatch()
         runtime = LocalRuntime(stack, env_overrides=LOCAL_WORKER_ENV).start()
         try:
             yield LocalSession(aws, sandbox, stack, runtime)
@@ -128,8 +127,11 @@ def wait_for_jobs(
 
 
 def _depth(sqs: Any, url: str) -> int:
-    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-               ["Attributes"]["ApproximateNumberOfMessages"])
+    return int(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+    )
 
 
 def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
@@ -139,7 +141,9 @@ def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     handles: list[str] = []
     while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+            "Messages", []
+        )
         if not messages:
             break
         for message in messages:
@@ -149,8 +153,10 @@ def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
                 counts["?"] += 1
             handles.append(message["ReceiptHandle"])
     for start in range(0, len(handles), 10):
-        entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                   for i, h in enumerate(handles[start : start + 10])]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, h in enumerate(handles[start : start + 10])
+        ]
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
     return counts
 
@@ -189,14 +195,17 @@ def record_statuses(data_dir: Path, manifest: JobManifest) -> Counter[str]:
     return statuses
 
 
-def summarise(stack: Stack, job_id: str, data_dir: Path, dead: Counter[str], in_flight: int = 0) -> JobSummary:
+def summarise(
+    stack: Stack, job_id: str, data_dir: Path, dead: Counter[str], in_flight: int = 0
+) -> JobSummary:
     manifest = load_manifest(stack, job_id)
     if manifest is None:
         raise RuntimeError(f"job {job_id} has no manifest: the producer never ran for it")
     statuses = record_statuses(data_dir, manifest) if manifest.platform else Counter()
     prefix = (
         f"s3://{stack.bucket}/output/platform={manifest.platform}/kind={manifest.kind}/dt={manifest.job_date}/"
-        if manifest.platform else None
+        if manifest.platform
+        else None
     )
     return JobSummary(
         job_id=job_id,

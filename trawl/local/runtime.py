@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 # Producer invocations may send this many rows before they checkpoint and continue; a
 # continuation starts only when the work queues are below LOW_WATER. moto's SQS slows down
 # with queue depth (every call scans the queue), so this keeps the embedded queues shallow.
-LOCAL_ROWS_PER_INVOCATION = 500
-LOW_WATER = 300
+LOCAL_ROWS_PER_INVOCATION = 200
+LOW_WATER = 100
 
 
 class LocalContext:
@@ -161,7 +161,9 @@ class LocalRuntime:
                     self._busy -= 1
 
     def _wait_for_low_water(self) -> None:
-        while not self._stop.is_set() and sum(queue_depth(self.sqs, q) for q in self._work_queues) >= LOW_WATER:
+        while (
+            not self._stop.is_set() and sum(queue_depth(self.sqs, q) for q in self._work_queues) >= LOW_WATER
+        ):
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ workers
@@ -186,7 +188,9 @@ class LocalRuntime:
                 with self._lock:
                     self._busy -= 1
 
-    def _invoke_worker(self, container: Container, source: EventSource, messages: list[dict[str, Any]]) -> None:
+    def _invoke_worker(
+        self, container: Container, source: EventSource, messages: list[dict[str, Any]]
+    ) -> None:
         event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
         try:
             result = container.invoke(event) or {}

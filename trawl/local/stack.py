@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 
 # Resource types moto's CloudFormation cannot create. They matter on AWS (and are checked by
 # the template tests) but have no local effect, so the local stack skips them with a warning.
-UNSUPPORTED_LOCALLY = {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm", "AWS::Glue::Database", "AWS::Glue::Table"}
+UNSUPPORTED_LOCALLY = {
+    "AWS::S3::BucketPolicy",
+    "AWS::CloudWatch::Alarm",
+    "AWS::Glue::Database",
+    "AWS::Glue::Table",
+}
 LOCAL_KEYS = {"/trawl/tikapi-key": "sandboxkey1234567890", "/trawl/zyte-key": "sandboxzytekey123"}
 
 
@@ -60,7 +65,11 @@ class Stack:
 
     @property
     def platforms(self) -> list[str]:
-        return [k[: -len("QueueUrl")].lower() for k in self.outputs if k.endswith("QueueUrl") and "DeadLetter" not in k]
+        return [
+            k[: -len("QueueUrl")].lower()
+            for k in self.outputs
+            if k.endswith("QueueUrl") and "DeadLetter" not in k
+        ]
 
     def producer(self) -> FunctionInfo:
         return self.functions[self.outputs["ProducerFunctionName"]]
@@ -135,7 +144,8 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
                     queue_arn=arn,
                     batch_size=int(mapping.get("BatchSize", 10)),
                     max_concurrency=int(mapping.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
-                    report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in mapping.get("FunctionResponseTypes", []),
                 )
             )
         functions[name] = FunctionInfo(

@@ -37,7 +37,7 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - safe loader subclass
+        loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)
     return loaded
 
 
@@ -60,5 +60,5 @@ def translate(template: dict[str, Any], parameters: dict[str, Any] | None = None
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"].pop("CodeUri", None)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    translated: dict[str, Any] = transform(sam, parameters or {}, _OfflinePolicyLoader())  # type: ignore[arg-type]
+    translated: dict[str, Any] = transform(sam, parameters or {}, _OfflinePolicyLoader())
     return translated

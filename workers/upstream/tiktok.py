@@ -31,7 +31,9 @@ class TikApi:
 
     async def _get(self, budget: Budget, path: str, params: dict[str, Any]) -> dict[str, Any]:
         headers = {"X-API-KEY": self._api_key(), "Accept": "application/json"}
-        body = await request_json(self._client, budget, "GET", self._base_url + path, params=params, headers=headers)
+        body = await request_json(
+            self._client, budget, "GET", self._base_url + path, params=params, headers=headers
+        )
         if body.get("status") not in (None, "success"):
             raise Unavailable(f"TikAPI answered {path} with status {body.get('status')!r}")
         return body

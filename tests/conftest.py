@@ -1,0 +1,32 @@
+"""Shared fixtures: the local default (embedded AWS from template.yaml + sandbox upstream +
+the Lambda event loop), started once per test module that asks for it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trawl.local.pipeline import LocalSession, local_session
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+EVENTS = Path(__file__).parent / "events"
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalSession]:
+    with local_session() as session:
+        yield session
+
+
+def load_event(name: str, **values: Any) -> dict[str, Any]:
+    """A real-shaped event from tests/events/, with {placeholders} filled in."""
+    text = (EVENTS / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded

@@ -1,0 +1,52 @@
+"""Test helpers: run a CSV through a LocalSession and read what a user would see in S3."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from models import JobManifest
+from trawl.local.pipeline import LocalSession, job_id_of, load_manifest, wait_for_jobs
+
+
+def run_csv(
+    local: LocalSession, tmp_path: Path, name: str, text: str | bytes, platform: str, kind: str
+) -> str:
+    """Upload `text` as input/<platform>/<kind>/<name>, deliver the S3 event, wait; the job id."""
+    body = text.encode("utf-8") if isinstance(text, str) else text
+    key = f"input/{platform}/{kind}/{name}"
+    local.stack.endpoint.client("s3").put_object(Bucket=local.stack.bucket, Key=key, Body=body)
+    local.runtime.deliver(local.runtime.upload_event(local.stack.bucket, key))
+    job_id = job_id_of(local.stack, key)
+    wait_for_jobs(local, [job_id], timeout_s=120)
+    return job_id
+
+
+def manifest(local: LocalSession, job_id: str) -> JobManifest:
+    found = load_manifest(local.stack, job_id)
+    assert found is not None, f"no manifest for job {job_id}"
+    return found
+
+
+def records(local: LocalSession, job_id: str) -> dict[str, dict[str, Any]]:
+    """item_key -> record, for every output object of the job (any partition)."""
+    s3 = local.stack.endpoint.client("s3")
+    found: dict[str, dict[str, Any]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=local.stack.bucket, Prefix="output/"):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[1]
+            if not name.startswith(job_id + "-"):
+                continue
+            record = json.loads(s3.get_object(Bucket=local.stack.bucket, Key=obj["Key"])["Body"].read())
+            record["_key"] = obj["Key"]
+            found[record["item_key"]] = record
+    return found
+
+
+def rejects(local: LocalSession, job_id: str) -> list[dict[str, str]]:
+    s3 = local.stack.endpoint.client("s3")
+    body = s3.get_object(Bucket=local.stack.bucket, Key=f"jobs/{job_id}/rejects.csv")["Body"].read()
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))

@@ -1,0 +1,953 @@
+"""Checks over template.yaml, as loaded and as translated offline by aws-sam-translator: the settings
+that trawl's failure semantics, concurrency limits and least privilege rest on. Each check is a plain
+function returning human-readable problems; mutation tests below prove that every check bites."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from trawl.local.template import TEMPLATE_PATH, load_template, translate
+
+Template = dict[str, Any]
+Check = Callable[[Template], list[str]]
+
+# What AWS applies when the template leaves a setting out.
+SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
+SQS_DEFAULT_RETENTION = 345_600
+SQS_MAX_RETENTION = 1_209_600
+LAMBDA_DEFAULT_TIMEOUT = 3
+# The lowest MaximumConcurrency an SQS event source accepts.
+MIN_MAXIMUM_CONCURRENCY = 2
+
+PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+SSE_ALGORITHMS = {"AES256", "aws:kms", "aws:kms:dsse"}
+# Every S3 grant names one of the design's prefixes, never the whole bucket.
+ALLOWED_KEY_PREFIX = re.compile(r"^(input/|jobs/|output/platform=[a-z0-9_-]+/)")
+# What an SQS event source mapping and the worker's backoff need on the worker's own queue.
+CONSUME_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+)
+# What the producer's code does in the data bucket: (action, sample key or "" for the bucket, why).
+PRODUCER_S3_NEEDS = (
+    ("s3:GetObject", "input/tiktok/account/sample.csv", "JobStore.open_input reads the upload"),
+    ("s3:GetObject", "jobs/job/manifest.json", "JobStore.load_manifest and .download read job state"),
+    ("s3:PutObject", "jobs/job/manifest.json", "JobStore.save_manifest and .upload write job state"),
+    ("s3:DeleteObject", "jobs/job/checkpoint/seen.sqlite", "JobStore.delete drops a finished checkpoint"),
+    ("s3:ListBucket", "", "else a missing manifest is AccessDenied, not the NoSuchKey load_manifest expects"),
+)
+SQS_ARN = re.compile(
+    r"^(?:\$\{(?P<sub>\w+)\.Arn\}|(?P<att>\w+)\.Arn"
+    r"|arn:(?:\$\{AWS::Partition\}|aws):sqs:[^:]+:[^:]+:(?:\$\{)?(?P<name>\w+)\.QueueName\}?)$"
+)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> Template:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def translated(sam_template: Template) -> Template:
+    return translate(sam_template)
+
+
+@pytest.fixture(scope="module")
+def lint_matches() -> list[Any]:
+    from cfnlint.api import ManualArgs, lint_file
+
+    # Tokopedia, Shopee and Lazada are served from South-East Asia, so lint there too.
+    return list(lint_file(TEMPLATE_PATH, ManualArgs(regions=["us-east-1", "ap-southeast-1"])))
+
+
+# --------------------------------------------------------------------------- reading templates
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def render(value: Any) -> Any:
+    """CloudFormation intrinsics as readable strings: {"Fn::GetAtt": ["Q", "Arn"]} -> "Q.Arn",
+    {"Ref": "P"} -> "${P}", {"Fn::Sub": s} -> s (a Sub's variable map filled in)."""
+    if isinstance(value, list):
+        return [render(item) for item in value]
+    if not (isinstance(value, dict) and len(value) == 1):
+        return value
+    ((key, arg),) = value.items()
+    if key == "Ref":
+        return f"${{{arg}}}"
+    if key == "Fn::GetAtt":
+        return ".".join(arg) if isinstance(arg, list) else str(arg)
+    if key == "Fn::Sub":
+        if isinstance(arg, str):
+            return arg
+        text, variables = arg
+        for name, variable in variables.items():
+            text = text.replace(f"${{{name}}}", str(render(variable)))
+        return text
+    if key == "Fn::Join":
+        separator, parts = arg
+        return separator.join(str(render(part)) for part in parts)
+    if key.startswith("Fn::"):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def ref_target(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("Ref"), str):
+        return str(value["Ref"])
+    return None
+
+
+def getatt_target(value: Any, attribute: str = "Arn") -> str | None:
+    target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
+    if isinstance(target, str):
+        target = target.split(".", 1)
+    if isinstance(target, list) and len(target) == 2 and target[1] == attribute:
+        return str(target[0])
+    return None
+
+
+def resources_of_type(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    return {rid: res for rid, res in template["Resources"].items() if res.get("Type") == resource_type}
+
+
+def properties(template: Template, resource_id: str) -> dict[str, Any]:
+    props: dict[str, Any] = template["Resources"].get(resource_id, {}).get("Properties", {})
+    return props
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def resolve_number(value: Any, parameters: dict[str, Any]) -> int | None:
+    """An int, or a Ref to a parameter resolved to its Default (what a plain deploy gets)."""
+    parameter = ref_target(value)
+    if parameter is not None:
+        return as_int(parameters.get(parameter, {}).get("Default"))
+    return as_int(value)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A function fed by an SQS event source mapping, as the translated template wires it."""
+
+    mapping: str
+    function: str
+    queue: str
+    role: str | None
+    platform: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.function} (reads {self.queue})"
+
+
+def workers(translated: Template) -> list[Worker]:
+    queues = resources_of_type(translated, "AWS::SQS::Queue")
+    found = []
+    for mapping_id, mapping in resources_of_type(translated, "AWS::Lambda::EventSourceMapping").items():
+        props = mapping.get("Properties", {})
+        queue = getatt_target(props.get("EventSourceArn"))
+        if queue not in queues:
+            continue
+        function = ref_target(props.get("FunctionName")) or str(render(props.get("FunctionName")))
+        function_props = properties(translated, function)
+        platform = function_props.get("Environment", {}).get("Variables", {}).get("PLATFORM")
+        role = getatt_target(function_props.get("Role"))
+        found.append(
+            Worker(mapping_id, function, str(queue), role, platform if isinstance(platform, str) else None)
+        )
+    return found
+
+
+def dead_letter_target(queue_props: dict[str, Any]) -> str | None:
+    policy = queue_props.get("RedrivePolicy")
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    return getatt_target(policy.get("deadLetterTargetArn")) if isinstance(policy, dict) else None
+
+
+def bucket_arns(bucket_id: str, bucket: dict[str, Any]) -> set[str]:
+    """Every way the template spells the bucket's ARN, rendered."""
+    names = {f"${{{bucket_id}}}"}
+    name = render(bucket.get("Properties", {}).get("BucketName"))
+    if isinstance(name, str):
+        names.add(name)
+    arns = {f"{bucket_id}.Arn", f"${{{bucket_id}.Arn}}"}
+    for spelled in names:
+        arns |= {f"arn:${{AWS::Partition}}:s3:::{spelled}", f"arn:aws:s3:::{spelled}"}
+    return arns
+
+
+def data_bucket_arns(translated: Template) -> set[str]:
+    buckets = resources_of_type(translated, "AWS::S3::Bucket")
+    return set().union(*(bucket_arns(bucket_id, bucket) for bucket_id, bucket in buckets.items()))
+
+
+def s3_key(resource: str, arns: set[str]) -> str | None:
+    """The key pattern an S3 ARN of the data bucket names: "" for the bucket itself, None if not ours."""
+    if resource in arns:
+        return ""
+    return next((resource[len(arn) + 1 :] for arn in arns if resource.startswith(f"{arn}/")), None)
+
+
+def queue_of(resource: str) -> str | None:
+    match = SQS_ARN.match(resource)
+    return (match.group("sub") or match.group("att") or match.group("name")) if match else None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One IAM statement of a role, flattened, with intrinsics rendered to strings."""
+
+    role: str
+    sid: str
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    negated: bool  # NotAction / NotResource: grants everything except a list
+
+    @property
+    def services(self) -> set[str]:
+        return {action.split(":", 1)[0].lower() for action in self.actions}
+
+    def describe(self) -> str:
+        return (
+            f"{self.role} statement {self.sid}: {self.effect} {list(self.actions)} on {list(self.resources)}"
+        )
+
+
+def role_grants(translated: Template, role_id: str) -> list[Grant]:
+    """A role's inline policies, plus AWS::IAM::Policy / ManagedPolicy resources attached to it."""
+    documents = [policy["PolicyDocument"] for policy in properties(translated, role_id).get("Policies", [])]
+    for resource in translated["Resources"].values():
+        attached = {"Ref": role_id} in resource.get("Properties", {}).get("Roles", [])
+        if attached and resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(resource["Properties"]["PolicyDocument"])
+    grants = []
+    for document in documents:
+        for statement in as_list(document.get("Statement")):
+            actions = statement.get("Action", statement.get("NotAction"))
+            resources = statement.get("Resource", statement.get("NotResource"))
+            grants.append(
+                Grant(
+                    role=role_id,
+                    sid=str(statement.get("Sid", "?")),
+                    effect=str(statement.get("Effect")),
+                    actions=tuple(str(action) for action in as_list(render(actions))),
+                    resources=tuple(str(resource) for resource in as_list(render(resources))),
+                    negated="NotAction" in statement or "NotResource" in statement,
+                )
+            )
+    return grants
+
+
+def function_roles(translated: Template) -> tuple[dict[str, str], list[str]]:
+    """Function -> its role's logical id; plus problems for roles that are not in the template."""
+    roles, problems = {}, []
+    for function_id, function in resources_of_type(translated, "AWS::Lambda::Function").items():
+        role = getatt_target(function["Properties"].get("Role"))
+        if role is None or translated["Resources"].get(role, {}).get("Type") != "AWS::IAM::Role":
+            problems.append(
+                f"{function_id}: role {render(function['Properties'].get('Role'))!r} is not an "
+                "AWS::IAM::Role of this template, so its grants cannot be checked"
+            )
+        else:
+            roles[function_id] = role
+    return roles, problems
+
+
+def producers(translated: Template) -> set[str]:
+    """Functions the data bucket notifies of uploads."""
+    found = set()
+    for bucket in resources_of_type(translated, "AWS::S3::Bucket").values():
+        notifications = bucket["Properties"].get("NotificationConfiguration", {})
+        for target in notifications.get("LambdaConfigurations", []):
+            found.add(getatt_target(target.get("Function")) or "")
+    return found - {""}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_concurrency(translated: Template) -> list[str]:
+    """Every SQS event source batches (BatchSize: int or parameter) and caps its worker's
+    concurrency with a parameter whose MinValue is at least SQS's floor of 2."""
+    parameters = translated.get("Parameters", {})
+    found = workers(translated)
+    problems = [] if found else ["no SQS event source mapping found"]
+    for worker in found:
+        props = properties(translated, worker.mapping)
+        batch = props.get("BatchSize")
+        if as_int(batch) is None and ref_target(batch) not in parameters:
+            problems.append(f"{worker.label}: BatchSize {batch!r} is neither an int nor a Ref to a parameter")
+        limit = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        parameter = ref_target(limit)
+        if parameter not in parameters:
+            problems.append(
+                f"{worker.label}: ScalingConfig.MaximumConcurrency {limit!r} is not a Ref to a parameter"
+            )
+            continue
+        floor = as_int(parameters[parameter].get("MinValue"))
+        if floor is None or floor < MIN_MAXIMUM_CONCURRENCY:
+            problems.append(
+                f"{worker.label}: parameter {parameter} has MinValue {floor!r}, "
+                f"below the lowest MaximumConcurrency SQS accepts ({MIN_MAXIMUM_CONCURRENCY})"
+            )
+    return problems
+
+
+def check_partial_batch(translated: Template) -> list[str]:
+    """Every SQS event source reports partial batch failures, so one bad item does not retry its batch."""
+    found = workers(translated)
+    problems = [] if found else ["no SQS event source mapping found"]
+    for worker in found:
+        types = as_list(properties(translated, worker.mapping).get("FunctionResponseTypes"))
+        if "ReportBatchItemFailures" not in types:
+            problems.append(f"{worker.label}: FunctionResponseTypes {types} lacks ReportBatchItemFailures")
+    return problems
+
+
+def check_redrive(translated: Template) -> list[str]:
+    """Every consumed queue redrives to a dead-letter queue of this template after maxReceiveCount,
+    keeps messages invisible for 6x its worker's timeout, and its DLQ keeps messages at least as
+    long; every queue is either consumed or a dead-letter queue."""
+    parameters = translated.get("Parameters", {})
+    queues = resources_of_type(translated, "AWS::SQS::Queue")
+    found = workers(translated)
+    problems = [] if found else ["no SQS event source mapping found"]
+    dead_letter_queues = set()
+    for worker in found:
+        queue = properties(translated, worker.queue)
+        policy = queue.get("RedrivePolicy")
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        if not isinstance(policy, dict):
+            problems.append(
+                f"{worker.queue}: no RedrivePolicy, so failing items are retried until they expire"
+            )
+        else:
+            problems += _dead_letter_problems(worker.queue, queue, policy, queues, parameters)
+            dead_letter_queues.add(getatt_target(policy.get("deadLetterTargetArn")))
+        visibility = resolve_number(
+            queue.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT), parameters
+        )
+        timeout_value = properties(translated, worker.function).get("Timeout", LAMBDA_DEFAULT_TIMEOUT)
+        timeout = resolve_number(timeout_value, parameters)
+        if visibility is None or timeout is None or visibility < 6 * timeout:
+            problems.append(
+                f"{worker.queue}: VisibilityTimeout {visibility!r} is under "
+                f"6 x {worker.function}'s Timeout {timeout!r}"
+            )
+    consumed = {worker.queue for worker in found}
+    for queue_id in queues:
+        if queue_id not in consumed and queue_id not in dead_letter_queues:
+            problems.append(
+                f"{queue_id}: neither read by a function nor the dead-letter queue of a queue that is"
+            )
+    return problems
+
+
+def _dead_letter_problems(
+    queue_id: str,
+    queue: dict[str, Any],
+    policy: dict[str, Any],
+    queues: dict[str, dict[str, Any]],
+    parameters: dict[str, Any],
+) -> list[str]:
+    problems = []
+    target = getatt_target(policy.get("deadLetterTargetArn"))
+    if target not in queues or target == queue_id:
+        problems.append(
+            f"{queue_id}: deadLetterTargetArn {render(policy.get('deadLetterTargetArn'))!r} "
+            "is not the Arn of another queue of this template"
+        )
+    else:
+        kept = as_int(queue.get("MessageRetentionPeriod", SQS_DEFAULT_RETENTION)) or 0
+        dlq_kept = as_int(
+            queues[target].get("Properties", {}).get("MessageRetentionPeriod", SQS_DEFAULT_RETENTION)
+        )
+        # A standard DLQ keeps a message's first enqueue time, so a shorter retention expires it early.
+        if dlq_kept is None or (dlq_kept <= kept and dlq_kept < SQS_MAX_RETENTION):
+            problems.append(
+                f"{queue_id}: its dead-letter queue {target} keeps messages {dlq_kept!r} s, "
+                f"not longer than {kept} s"
+            )
+    count = resolve_number(policy.get("maxReceiveCount"), parameters)
+    if count is None or count < 1:
+        problems.append(
+            f"{queue_id}: RedrivePolicy maxReceiveCount {policy.get('maxReceiveCount')!r} is missing"
+        )
+    return problems
+
+
+def check_bucket(translated: Template) -> list[str]:
+    """Every bucket is encrypted, blocks all public access, and has a policy denying plain HTTP."""
+    buckets = resources_of_type(translated, "AWS::S3::Bucket")
+    policies = resources_of_type(translated, "AWS::S3::BucketPolicy")
+    problems = [] if buckets else ["no S3 bucket found"]
+    for bucket_id, bucket in buckets.items():
+        props = bucket.get("Properties", {})
+        rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        algorithms = [rule.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for rule in rules]
+        if not algorithms or not set(algorithms) <= SSE_ALGORITHMS:
+            problems.append(f"{bucket_id}: BucketEncryption sets no default encryption ({algorithms})")
+        block = props.get("PublicAccessBlockConfiguration", {})
+        open_flags = [flag for flag in PUBLIC_ACCESS_FLAGS if block.get(flag) is not True]
+        if open_flags:
+            problems.append(f"{bucket_id}: PublicAccessBlockConfiguration leaves {open_flags} off")
+        arns = bucket_arns(bucket_id, bucket)
+        documents = [
+            policy["Properties"].get("PolicyDocument", {})
+            for policy in policies.values()
+            if ref_target(policy["Properties"].get("Bucket")) == bucket_id
+        ]
+        if not any(_denies_plain_http(document, arns) for document in documents):
+            problems.append(
+                f"{bucket_id}: no bucket policy denies s3:* to everyone when aws:SecureTransport is false"
+            )
+    return problems
+
+
+def _denies_plain_http(document: dict[str, Any], arns: set[str]) -> bool:
+    for statement in as_list(document.get("Statement")):
+        secure = statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+        resources = {str(resource) for resource in as_list(render(statement.get("Resource")))}
+        if (
+            statement.get("Effect") == "Deny"
+            and statement.get("Principal") in ("*", {"AWS": "*"})
+            and "s3:*" in as_list(statement.get("Action"))
+            and secure in ("false", False)
+            and resources & arns
+            and resources & {f"{arn}/*" for arn in arns}
+        ):
+            return True
+    return False
+
+
+def check_queue_encryption(translated: Template) -> list[str]:
+    """Every queue (work and dead-letter) is encrypted at rest with SQS-managed keys."""
+    queues = resources_of_type(translated, "AWS::SQS::Queue")
+    problems = [] if queues else ["no SQS queue found"]
+    for queue_id, queue in queues.items():
+        if queue.get("Properties", {}).get("SqsManagedSseEnabled") is not True:
+            problems.append(f"{queue_id}: SqsManagedSseEnabled is not true")
+    return problems
+
+
+def check_least_privilege(translated: Template) -> list[str]:
+    """Function roles grant named actions on named resources only: no "*" action, service wildcard
+    or Resource "*"; no managed policies; S3 only under the data bucket's design prefixes; a worker
+    touches only its own queue and writes only its platform's output; others only send to work queues."""
+    roles, problems = function_roles(translated)
+    found = {worker.function: worker for worker in workers(translated)}
+    arns = data_bucket_arns(translated)
+    work_queues = {worker.queue for worker in found.values()}
+    for function_id, role in roles.items():
+        for managed in as_list(render(properties(translated, role).get("ManagedPolicyArns"))):
+            problems.append(f"{role} ({function_id}): managed policy {managed} cannot be checked offline")
+        worker = found.get(function_id)
+        for grant in role_grants(translated, role):
+            if grant.effect != "Allow":
+                continue
+            problems += _broad_grant_problems(grant)
+            if "s3" in grant.services:
+                problems += _s3_problems(grant, arns, worker)
+            if "sqs" in grant.services:
+                problems += _sqs_problems(grant, worker, work_queues)
+    return problems
+
+
+def _broad_grant_problems(grant: Grant) -> list[str]:
+    problems = []
+    if grant.negated:
+        problems.append(f"{grant.describe()}: NotAction/NotResource grants everything else")
+    if any("*" in action for action in grant.actions):
+        problems.append(f"{grant.describe()}: wildcard action")
+    if "*" in grant.resources:
+        problems.append(f"{grant.describe()}: Resource '*'")
+    return problems
+
+
+def _s3_problems(grant: Grant, arns: set[str], worker: Worker | None) -> list[str]:
+    writes = any(not action.lower().startswith(("s3:get", "s3:list")) for action in grant.actions)
+    listing_only = all(action.lower() == "s3:listbucket" for action in grant.actions)
+    problems = []
+    for resource in grant.resources:
+        key = s3_key(resource, arns)
+        if key == "" and listing_only:
+            continue  # key names only; without it S3 answers a missing key with 403, not 404
+        if key is None or not ALLOWED_KEY_PREFIX.match(key):
+            problems.append(
+                f"{grant.describe()}: {resource!r} is not under input/, jobs/ or "
+                "output/platform=<p>/ of the data bucket"
+            )
+        elif worker is not None:
+            own = f"output/platform={worker.platform}/"
+            if worker.platform is None or ((key.startswith("output/") or writes) and not key.startswith(own)):
+                problems.append(
+                    f"{grant.describe()}: worker {worker.function} (PLATFORM {worker.platform!r}) "
+                    f"may only write under {own}, not {key!r}"
+                )
+    return problems
+
+
+def _sqs_problems(grant: Grant, worker: Worker | None, work_queues: set[str]) -> list[str]:
+    problems = []
+    for resource in grant.resources:
+        queue = queue_of(resource)
+        if worker is not None and queue != worker.queue:
+            problems.append(f"{grant.describe()}: worker {worker.function} may touch only {worker.queue}")
+        elif worker is None and queue not in work_queues:
+            problems.append(
+                f"{grant.describe()}: {resource!r} is not a work queue (dead-letter queues are off limits)"
+            )
+    if worker is None and {
+        action.lower() for action in grant.actions if action.lower().startswith("sqs:")
+    } - {"sqs:sendmessage"}:
+        problems.append(f"{grant.describe()}: only a worker may do more with a queue than sqs:SendMessage")
+    return problems
+
+
+def _allows(grants: list[Grant], action: str, covers: Callable[[str], bool]) -> bool:
+    return any(
+        grant.effect == "Allow"
+        and not grant.negated
+        and any(fnmatch.fnmatchcase(action.lower(), granted.lower()) for granted in grant.actions)
+        and any(covers(resource) for resource in grant.resources)
+        for grant in grants
+    )
+
+
+def check_required_access(translated: Template) -> list[str]:
+    """The narrowing has not gone too far: each worker can consume (and back off on) its own queue
+    and write its platform's output; each function the bucket notifies can send to every work queue
+    and do what producer/store.py does with input/ and jobs/ (PRODUCER_S3_NEEDS)."""
+    roles, problems = function_roles(translated)
+    arns = data_bucket_arns(translated)
+    grants = {function: role_grants(translated, role) for function, role in roles.items()}
+
+    def on_queue(queue: str) -> Callable[[str], bool]:
+        return lambda resource: queue_of(resource) == queue
+
+    def on_key(key: str) -> Callable[[str], bool]:
+        def covers(resource: str) -> bool:
+            granted = s3_key(resource, arns)
+            if granted is None or key == "":
+                return granted == key
+            return granted != "" and fnmatch.fnmatchcase(key, granted)
+
+        return covers
+
+    found = workers(translated)
+    for worker in found:
+        mine = grants.get(worker.function, [])
+        for action in CONSUME_ACTIONS:
+            if not _allows(mine, action, on_queue(worker.queue)):
+                problems.append(f"{worker.function} (role {worker.role}) cannot {action} on {worker.queue}")
+        record = f"output/platform={worker.platform}/kind=k/dt=2024-01-01/job-item.json"
+        if not _allows(mine, "s3:PutObject", on_key(record)):
+            problems.append(f"{worker.function} (role {worker.role}) cannot s3:PutObject {record}")
+    for producer in sorted(producers(translated)):
+        mine, role = grants.get(producer, []), roles.get(producer)
+        for worker in found:
+            if not _allows(mine, "sqs:SendMessage", on_queue(worker.queue)):
+                problems.append(f"{producer} (role {role}) cannot sqs:SendMessage to {worker.queue}")
+        for action, key, why in PRODUCER_S3_NEEDS:
+            if not _allows(mine, action, on_key(key)):
+                problems.append(
+                    f"{producer} (role {role}) cannot {action} on {key or 'the data bucket'}: {why}"
+                )
+    return problems
+
+
+CHECKS: dict[str, Check] = {
+    "concurrency": check_concurrency,
+    "partial_batch": check_partial_batch,
+    "redrive": check_redrive,
+    "bucket": check_bucket,
+    "queue_encryption": check_queue_encryption,
+    "least_privilege": check_least_privilege,
+    "required_access": check_required_access,
+}
+
+
+# --------------------------------------------------------------------------- the real template
+
+
+def test_template_translates_offline_into_functions_mappings_and_queues(translated: Template) -> None:
+    types = {resource["Type"] for resource in translated["Resources"].values()}
+
+    assert {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::SQS::Queue"} <= types
+    assert not any(t.startswith("AWS::Serverless::") for t in types)
+    assert workers(translated), "no worker reads an SQS queue"
+    assert all(worker.platform for worker in workers(translated)), "a worker has no PLATFORM variable"
+
+
+def test_cfn_lint_reports_no_errors(lint_matches: list[Any]) -> None:
+    errors = [
+        f"{match.rule.id} line {match.linenumber}: {match.message}"
+        for match in lint_matches
+        if match.rule.severity == "error"
+    ]
+
+    assert errors == []
+
+
+@pytest.mark.parametrize("check", CHECKS.values(), ids=CHECKS.keys())
+def test_template_passes(translated: Template, check: Check) -> None:
+    problems = check(translated)
+
+    assert not problems, "\n".join(problems)
+
+
+def test_grants_render_intrinsics_readably(translated: Template) -> None:
+    worker = workers(translated)[0]
+    assert worker.role is not None
+
+    grants = role_grants(translated, worker.role)
+
+    assert any(f"{worker.queue}.Arn" in grant.resources for grant in grants)
+    assert any(
+        resource.startswith("arn:${AWS::Partition}:s3:::")
+        and resource.endswith(f"/output/platform={worker.platform}/*")
+        for grant in grants
+        for resource in grant.resources
+    )
+
+
+# --------------------------------------------------------------------------- mutations: the checks bite
+
+
+@dataclass
+class SamWorker:
+    """One worker as written in template.yaml (before translation), for mutating in place."""
+
+    function: str
+    props: dict[str, Any]
+    event: dict[str, Any]  # the SQS event's Properties
+    queue_id: str
+    queue: dict[str, Any]
+    role_id: str
+    role: dict[str, Any]
+
+    @property
+    def platform(self) -> str:
+        return str(self.props["Environment"]["Variables"]["PLATFORM"])
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return str(dead_letter_target(self.queue))
+
+
+def sam_workers(template: Template) -> list[SamWorker]:
+    found = []
+    for function_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        props = function["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue, role = getatt_target(event["Properties"]["Queue"]), getatt_target(props["Role"])
+                assert queue and role, f"{function_id}: queue or role is not a GetAtt"
+                found.append(
+                    SamWorker(
+                        function_id,
+                        props,
+                        event["Properties"],
+                        queue,
+                        properties(template, queue),
+                        role,
+                        properties(template, role),
+                    )
+                )
+    return found
+
+
+def sam_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in role.get("Policies", []):
+        document = policy["PolicyDocument"]
+        document["Statement"] = as_list(document["Statement"])
+        statements += document["Statement"]
+    return statements
+
+
+def sam_statement(role: dict[str, Any], action_prefix: str) -> dict[str, Any]:
+    for statement in sam_statements(role):
+        if any(str(action).startswith(action_prefix) for action in as_list(statement.get("Action"))):
+            return statement
+    raise LookupError(f"no statement grants {action_prefix}*")
+
+
+def sam_producer_role(template: Template) -> tuple[str, dict[str, Any]]:
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        if any(event["Type"] == "S3" for event in function["Properties"].get("Events", {}).values()):
+            role = str(getatt_target(function["Properties"]["Role"]))
+            return role, properties(template, role)
+    raise LookupError("no function is triggered by S3")
+
+
+def first_bucket(template: Template) -> tuple[str, dict[str, Any]]:
+    bucket_id = next(iter(resources_of_type(template, "AWS::S3::Bucket")))
+    return bucket_id, properties(template, bucket_id)
+
+
+# Each mutation breaks one setting of one worker (or of what it relies on) in a copy of the loaded
+# template and returns the logical id the check's problem must name.
+Mutation = Callable[[Template, SamWorker], str]
+
+
+def _worker_resource_star(template: Template, worker: SamWorker) -> str:
+    sam_statement(worker.role, "sqs:")["Resource"] = "*"
+    return worker.role_id
+
+
+def _worker_service_wildcard(template: Template, worker: SamWorker) -> str:
+    sam_statement(worker.role, "sqs:")["Action"] = "sqs:*"
+    return worker.role_id
+
+
+def _worker_whole_bucket(template: Template, worker: SamWorker) -> str:
+    bucket_id, _ = first_bucket(template)
+    sam_statement(worker.role, "s3:")["Resource"] = {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{bucket_id}}}/*"
+    }
+    return worker.role_id
+
+
+def _worker_writes_other_platform(template: Template, worker: SamWorker) -> str:
+    statement = sam_statement(worker.role, "s3:")
+    own = f"output/platform={worker.platform}/"
+    resource = str(render(statement["Resource"]))
+    assert own in resource
+    statement["Resource"] = {"Fn::Sub": resource.replace(own, "output/platform=elsewhere/")}
+    return worker.role_id
+
+
+def _worker_reads_dead_letter_queue(template: Template, worker: SamWorker) -> str:
+    statement = sam_statement(worker.role, "sqs:")
+    statement["Resource"] = [
+        *as_list(statement["Resource"]),
+        {"Fn::GetAtt": [worker.dead_letter_queue, "Arn"]},
+    ]
+    return worker.role_id
+
+
+def _worker_managed_policy(template: Template, worker: SamWorker) -> str:
+    worker.role["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"]
+    return worker.role_id
+
+
+def _producer_sends_to_dead_letter_queue(template: Template, worker: SamWorker) -> str:
+    role_id, role = sam_producer_role(template)
+    statement = sam_statement(role, "sqs:SendMessage")
+    statement["Resource"] = [
+        *as_list(statement["Resource"]),
+        {"Fn::GetAtt": [worker.dead_letter_queue, "Arn"]},
+    ]
+    return role_id
+
+
+def _producer_reads_whole_bucket(template: Template, worker: SamWorker) -> str:
+    role_id, role = sam_producer_role(template)
+    bucket_id, _ = first_bucket(template)
+    sam_statement(role, "s3:")["Resource"] = {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{bucket_id}}}/*"}
+    return role_id
+
+
+def _no_redrive(template: Template, worker: SamWorker) -> str:
+    del worker.queue["RedrivePolicy"]
+    return worker.queue_id
+
+
+def _no_max_receive_count(template: Template, worker: SamWorker) -> str:
+    del worker.queue["RedrivePolicy"]["maxReceiveCount"]
+    return worker.queue_id
+
+
+def _dead_letter_queue_elsewhere(template: Template, worker: SamWorker) -> str:
+    worker.queue["RedrivePolicy"]["deadLetterTargetArn"] = "arn:aws:sqs:us-east-1:123456789012:elsewhere"
+    return worker.queue_id
+
+
+def _short_visibility_timeout(template: Template, worker: SamWorker) -> str:
+    timeout = worker.props.get("Timeout", template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    worker.queue["VisibilityTimeout"] = 6 * int(timeout) - 1
+    return worker.queue_id
+
+
+def _short_dead_letter_retention(template: Template, worker: SamWorker) -> str:
+    properties(template, worker.dead_letter_queue)["MessageRetentionPeriod"] = 60
+    return worker.queue_id
+
+
+def _queue_without_worker(template: Template, worker: SamWorker) -> str:
+    worker.props["Events"] = {k: v for k, v in worker.props["Events"].items() if v["Type"] != "SQS"}
+    return worker.queue_id
+
+
+def _no_scaling_config(template: Template, worker: SamWorker) -> str:
+    del worker.event["ScalingConfig"]
+    return worker.function
+
+
+def _concurrency_floor_one(template: Template, worker: SamWorker) -> str:
+    parameter = ref_target(worker.event["ScalingConfig"]["MaximumConcurrency"])
+    template["Parameters"][parameter]["MinValue"] = 1
+    return worker.function
+
+
+def _no_batch_size(template: Template, worker: SamWorker) -> str:
+    del worker.event["BatchSize"]
+    return worker.function
+
+
+def _no_report_batch_item_failures(template: Template, worker: SamWorker) -> str:
+    del worker.event["FunctionResponseTypes"]
+    return worker.function
+
+
+def _public_access_flag_off(template: Template, worker: SamWorker) -> str:
+    bucket_id, bucket = first_bucket(template)
+    bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = False
+    return bucket_id
+
+
+def _no_bucket_encryption(template: Template, worker: SamWorker) -> str:
+    bucket_id, bucket = first_bucket(template)
+    del bucket["BucketEncryption"]
+    return bucket_id
+
+
+def _no_tls_only_policy(template: Template, worker: SamWorker) -> str:
+    bucket_id, _ = first_bucket(template)
+    for policy_id in list(resources_of_type(template, "AWS::S3::BucketPolicy")):
+        del template["Resources"][policy_id]
+    return bucket_id
+
+
+def _dead_letter_queue_unencrypted(template: Template, worker: SamWorker) -> str:
+    properties(template, worker.dead_letter_queue)["SqsManagedSseEnabled"] = False
+    return worker.dead_letter_queue
+
+
+def _worker_cannot_back_off(template: Template, worker: SamWorker) -> str:
+    statement = sam_statement(worker.role, "sqs:")
+    statement["Action"] = [a for a in as_list(statement["Action"]) if a != "sqs:ChangeMessageVisibility"]
+    return worker.role_id
+
+
+def _producer_cannot_fan_out(template: Template, worker: SamWorker) -> str:
+    role_id, role = sam_producer_role(template)
+    statement = sam_statement(role, "sqs:SendMessage")
+    statement["Resource"] = [r for r in as_list(statement["Resource"]) if getatt_target(r) != worker.queue_id]
+    if not statement["Resource"]:
+        for policy in role["Policies"]:
+            policy["PolicyDocument"]["Statement"] = [
+                s for s in policy["PolicyDocument"]["Statement"] if s is not statement
+            ]
+    return role_id
+
+
+def _worker_cannot_write_output(template: Template, worker: SamWorker) -> str:
+    sam_statement(worker.role, "s3:")["Action"] = "s3:GetObject"
+    return worker.role_id
+
+
+def _object_action_on_bucket_arn(template: Template, worker: SamWorker) -> str:
+    bucket_id, _ = first_bucket(template)
+    sam_statement(worker.role, "s3:")["Resource"] = {"Fn::GetAtt": [bucket_id, "Arn"]}
+    return worker.role_id
+
+
+MUTATIONS: list[tuple[str, Mutation, Check]] = [
+    ("worker_resource_star", _worker_resource_star, check_least_privilege),
+    ("worker_service_wildcard", _worker_service_wildcard, check_least_privilege),
+    ("worker_whole_bucket", _worker_whole_bucket, check_least_privilege),
+    ("worker_writes_other_platform", _worker_writes_other_platform, check_least_privilege),
+    ("worker_reads_dead_letter_queue", _worker_reads_dead_letter_queue, check_least_privilege),
+    ("worker_managed_policy", _worker_managed_policy, check_least_privilege),
+    ("object_action_on_bucket_arn", _object_action_on_bucket_arn, check_least_privilege),
+    ("producer_sends_to_dead_letter_queue", _producer_sends_to_dead_letter_queue, check_least_privilege),
+    ("producer_reads_whole_bucket", _producer_reads_whole_bucket, check_least_privilege),
+    ("no_redrive", _no_redrive, check_redrive),
+    ("no_max_receive_count", _no_max_receive_count, check_redrive),
+    ("dead_letter_queue_elsewhere", _dead_letter_queue_elsewhere, check_redrive),
+    ("short_visibility_timeout", _short_visibility_timeout, check_redrive),
+    ("short_dead_letter_retention", _short_dead_letter_retention, check_redrive),
+    ("queue_without_worker", _queue_without_worker, check_redrive),
+    ("no_scaling_config", _no_scaling_config, check_concurrency),
+    ("concurrency_floor_one", _concurrency_floor_one, check_concurrency),
+    ("no_batch_size", _no_batch_size, check_concurrency),
+    ("no_report_batch_item_failures", _no_report_batch_item_failures, check_partial_batch),
+    ("public_access_flag_off", _public_access_flag_off, check_bucket),
+    ("no_bucket_encryption", _no_bucket_encryption, check_bucket),
+    ("no_tls_only_policy", _no_tls_only_policy, check_bucket),
+    ("dead_letter_queue_unencrypted", _dead_letter_queue_unencrypted, check_queue_encryption),
+    ("worker_cannot_back_off", _worker_cannot_back_off, check_required_access),
+    ("producer_cannot_fan_out", _producer_cannot_fan_out, check_required_access),
+    ("worker_cannot_write_output", _worker_cannot_write_output, check_required_access),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "check"), [(m, c) for _, m, c in MUTATIONS], ids=[n for n, _, _ in MUTATIONS]
+)
+def test_check_reports_mutation(sam_template: Template, mutate: Mutation, check: Check) -> None:
+    for index in range(len(sam_workers(sam_template))):
+        mutant = copy.deepcopy(sam_template)
+        named = mutate(mutant, sam_workers(mutant)[index])
+
+        problems = check(translate(mutant))
+
+        assert any(named in problem for problem in problems), problems
+
+
+def test_every_widened_worker_statement_is_caught(sam_template: Template) -> None:
+    for index, worker in enumerate(sam_workers(copy.deepcopy(sam_template))):
+        for position, statement in enumerate(sam_statements(worker.role)):
+            if statement.get("Effect") != "Allow":
+                continue
+            mutant = copy.deepcopy(sam_template)
+            sam_statements(sam_workers(mutant)[index].role)[position]["Resource"] = "*"
+
+            problems = check_least_privilege(translate(mutant))
+
+            assert any(worker.role_id in p and "Resource '*'" in p for p in problems), (statement, problems)
+
+
+def test_listing_the_bucket_is_the_one_bucket_level_grant_allowed(sam_template: Template) -> None:
+    mutant = copy.deepcopy(sam_template)
+    bucket_id, _ = first_bucket(mutant)
+    role_id, role = sam_producer_role(mutant)
+    listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": {"Fn::GetAtt": [bucket_id, "Arn"]}}
+    role["Policies"][0]["PolicyDocument"]["Statement"].append(listing)
+    allowed = check_least_privilege(translate(mutant))
+    listing["Action"] = ["s3:ListBucket", "s3:GetObject"]
+
+    widened = check_least_privilege(translate(mutant))
+
+    assert not any(role_id in problem for problem in allowed), allowed
+    assert any(role_id in problem for problem in widened), widened
