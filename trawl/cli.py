@@ -43,7 +43,13 @@ LatencyOpt = Annotated[int, typer.Option("--latency-ms", min=0, help="Sandbox la
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the handlers' logs.")]
 
-DEMO_FILES = {("tiktok", "account"): "tiktok_accounts.csv"}
+DEMO_FILES = {
+    ("tiktok", "account"): "tiktok_accounts.csv",
+    ("tiktok", "videos"): "tiktok_videos.csv",
+    ("tokopedia", "product"): "tokopedia_products.csv",
+    ("shopee", "product"): "shopee_products.csv",
+    ("lazada", "product"): "lazada_products.csv",
+}
 
 
 def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str, str]:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from models import AccountData, ProductData, VideoData, WorkItem
-from workers.upstream import Private
+from models.normalise import InvalidTarget, normalise_product_url
+from workers.upstream import DomainRefused, Private
 from workers.upstream.http import Budget
 from workers.upstream.tiktok import TikApi
+from workers.upstream.zyte import ZyteApi
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,19 @@ class TikTokVideosFetcher:
             "sec_uid": sec_uid,
         }
         return Fetched(records, follow_up=item.model_copy(update=update))
+
+
+class ProductFetcher:
+    """Tokopedia, Shopee and Lazada: one Zyte adapter, one allow-list per platform, checked
+    again here so that no other host is ever sent to Zyte, whatever a message says."""
+
+    def __init__(self, api: ZyteApi, platform: str) -> None:
+        self._api = api
+        self._platform = platform
+
+    async def fetch(self, item: WorkItem, budget: Budget) -> Fetched:
+        try:
+            url = normalise_product_url(self._platform, item.target).value
+        except InvalidTarget as exc:
+            raise DomainRefused(str(exc)) from exc
+        return Fetched([Found(item.item_key, await self._api.product(budget, url))])

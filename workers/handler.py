@@ -19,12 +19,13 @@ from aws_lambda_powertools import Logger
 
 from models.runtime import client_factory
 from workers.batch import BatchDeps, process_batch
-from workers.fetchers import Fetcher, TikTokAccountFetcher, TikTokVideosFetcher
+from workers.fetchers import Fetcher, ProductFetcher, TikTokAccountFetcher, TikTokVideosFetcher
 from workers.output import RecordWriter
 from workers.secrets import ApiKey
 from workers.settings import WorkerSettings
 from workers.upstream.http import make_client
 from workers.upstream.tiktok import TikApi
+from workers.upstream.zyte import ZyteApi
 
 logger = Logger(service="trawl")
 
@@ -44,7 +45,17 @@ def _tiktok_fetchers(settings: WorkerSettings, http: Any, ssm: Any, secrets: Any
     }
 
 
-FETCHERS_BY_PLATFORM = {"tiktok": _tiktok_fetchers}
+def _product_fetchers(settings: WorkerSettings, http: Any, ssm: Any, secrets: Any) -> dict[str, Fetcher]:
+    key = ApiKey(ssm, secrets, settings.zyte_key_parameter, settings.zyte_key_secret)
+    return {"product": ProductFetcher(ZyteApi(http, settings.zyte_api_url, key), settings.platform)}
+
+
+FETCHERS_BY_PLATFORM = {
+    "tiktok": _tiktok_fetchers,
+    "tokopedia": _product_fetchers,
+    "shopee": _product_fetchers,
+    "lazada": _product_fetchers,
+}
 
 
 def build_deps(env: Mapping[str, str]) -> WorkerDeps:

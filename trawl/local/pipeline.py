@@ -66,7 +66,7 @@ def local_session(faults: Faults | None = None, max_concurrency: int | None = No
     aws = EmbeddedAws().start()
     sandbox = SandboxServer(faults=faults).start()
     try:
-        parameters = {"TikApiBaseUrl": sandbox.tikapi_url}
+        parameters = {"TikApiBaseUrl": sandbox.tikapi_url, "ZyteApiUrl": sandbox.zyte_url}
         if max_concurrency:
             parameters["TikTokMaxConcurrency"] = str(max_concurrency)
         stack = create_local_stack(aws.endpoint, STACK_NAME, parameters)

@@ -1,0 +1,54 @@
+"""The two moto adjustments of the embedded server are small, pinned and still correct."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import moto
+import moto.sqs.models as sqs_models
+from moto import mock_aws
+
+from trawl.local.moto_clock import CHECKED_MOTO, patch_moto_sqs_clock
+from trawl.local.motoserver import detach_moto_lambda_dispatch
+
+
+def test_patch_is_pinned_to_checked_moto_versions() -> None:
+    assert moto.__version__.startswith(CHECKED_MOTO), (
+        f"moto {moto.__version__}: re-check trawl/local/moto_clock.py against this version"
+    )
+
+
+def test_patched_clock_agrees_with_moto_and_visibility_still_works() -> None:
+    original = sqs_models.unix_time_millis
+    assert patch_moto_sqs_clock()
+    try:
+        assert abs(sqs_models.unix_time_millis() - original()) < 50
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            url = sqs.create_queue(QueueName="q")["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody="x")
+            [first] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"]
+            assert sqs.receive_message(QueueUrl=url).get("Messages") is None  # hidden for 1 s
+            time.sleep(1.2)
+            [again] = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+            assert again["MessageId"] == first["MessageId"]
+            assert again["Attributes"]["ApproximateReceiveCount"] == "2"
+    finally:
+        sqs_models.unix_time_millis = original
+
+
+def test_detached_dispatch_keeps_messages_for_the_local_runtime() -> None:
+    detach_moto_lambda_dispatch()
+    try:
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            url = sqs.create_queue(QueueName="work")["QueueUrl"]
+            queue = sqs_models.sqs_backends["123456789012"]["us-east-1"].queues["work"]
+            queue.lambda_event_source_mappings["arn:fn"] = object()  # what moto's Lambda backend does
+            assert queue.lambda_event_source_mappings == {}
+            sqs.send_message(QueueUrl=url, MessageBody="kept")
+            [message] = sqs.receive_message(QueueUrl=url)["Messages"]
+            assert message["Body"] == "kept"
+    finally:
+        del sqs_models.Queue.lambda_event_source_mappings
