@@ -45,10 +45,10 @@ def test_detached_dispatch_keeps_messages_for_the_local_runtime() -> None:
             sqs = boto3.client("sqs", region_name="us-east-1")
             url = sqs.create_queue(QueueName="work")["QueueUrl"]
             queue = sqs_models.sqs_backends["123456789012"]["us-east-1"].queues["work"]
-            queue.lambda_event_source_mappings["arn:fn"] = object()  # what moto's Lambda backend does
+            queue.lambda_event_source_mappings["arn:fn"] = object()  # type: ignore[assignment]  # as moto's Lambda does
             assert queue.lambda_event_source_mappings == {}
             sqs.send_message(QueueUrl=url, MessageBody="kept")
             [message] = sqs.receive_message(QueueUrl=url)["Messages"]
             assert message["Body"] == "kept"
     finally:
-        del sqs_models.Queue.lambda_event_source_mappings
+        delattr(sqs_models.Queue, "lambda_event_source_mappings")

@@ -61,16 +61,20 @@ class LocalSession:
 
 
 @contextmanager
-def local_session(faults: Faults | None = None, max_concurrency: int | None = None) -> Iterator[LocalSession]:
-    """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop."""
+def local_session(
+    faults: Faults | None = None,
+    parameters: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
+) -> Iterator[LocalSession]:
+    """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
+    `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
+    in every function's environment (as editing the function's configuration would)."""
     aws = EmbeddedAws().start()
     sandbox = SandboxServer(faults=faults).start()
     try:
-        parameters = {"TikApiBaseUrl": sandbox.tikapi_url, "ZyteApiUrl": sandbox.zyte_url}
-        if max_concurrency:
-            parameters["TikTokMaxConcurrency"] = str(max_concurrency)
-        stack = create_local_stack(aws.endpoint, STACK_NAME, parameters)
-        runtime = LocalRuntime(stack, env_overrides=LOCAL_WORKER_ENV).start()
+        stack_parameters = {"TikApiBaseUrl": sandbox.tikapi_url, "ZyteApiUrl": sandbox.zyte_url}
+        stack = create_local_stack(aws.endpoint, STACK_NAME, stack_parameters | (parameters or {}))
+        runtime = LocalRuntime(stack, env_overrides=LOCAL_WORKER_ENV | (worker_env or {})).start()
         try:
             yield LocalSession(aws, sandbox, stack, runtime)
         finally:

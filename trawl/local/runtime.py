@@ -61,6 +61,7 @@ class Container:
 @dataclass
 class Progress:
     processed: Counter[str]  # job_id -> first-page messages deleted
+    continuations: Counter[str]  # job_id -> continuation (page > 0) messages deleted
     invocations: int = 0
     errors: int = 0
 
@@ -75,7 +76,7 @@ class LocalRuntime:
         self._busy = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.progress = Progress(processed=Counter())
+        self.progress = Progress(processed=Counter(), continuations=Counter())
         self._work_queues = [s.queue_url for f in stack.workers() for s in f.event_sources]
 
     # ------------------------------------------------------------------ lifecycle
@@ -212,8 +213,8 @@ class LocalRuntime:
             )
         for message in done:
             body = _body(message)
-            if body.get("page", 0) == 0:
-                self.progress.processed[body.get("job_id", "?")] += 1
+            counter = self.progress.continuations if body.get("page", 0) else self.progress.processed
+            counter[body.get("job_id", "?")] += 1
 
     # ------------------------------------------------------------------ state
     def idle(self) -> bool:

@@ -1,0 +1,152 @@
+"""The worker's failure semantics, one invocation at a time against the embedded stack and the
+sandbox: partial batch responses, redelivery, the invocation's deadline, bad credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from models import Source, WorkItem
+from tests.helpers import records
+from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.runtime import LocalContext
+from trawl.sandbox import Faults
+from workers import handler as worker_handler
+
+RETRYABLE = {"429", "500", "502", "503", "520", "timeout", "reset"}
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalSession]:
+    with local_session() as session:
+        session.runtime.stop()  # these tests play the event source mapping themselves
+        yield session
+
+
+def _batch(local: LocalSession, job_id: str, names: list[str]) -> dict[str, Any]:
+    """Send one message per name and receive them as Lambda would deliver them."""
+    sqs = local.stack.endpoint.client("sqs")
+    url = local.stack.queue_url("tiktok")
+    sent = set()
+    for row, name in enumerate(names, start=2):
+        item = WorkItem(
+            job_id=job_id,
+            job_date="2026-11-30",
+            platform="tiktok",
+            kind="account",
+            item_key=name,
+            target=name,
+            source=Source(bucket="b", key="input/tiktok/account/t.csv", row=row),
+        )
+        sent.add(sqs.send_message(QueueUrl=url, MessageBody=item.model_dump_json())["MessageId"])
+    messages: list[dict[str, Any]] = []
+    while len(messages) < len(names):
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])[
+            "Messages"
+        ]:
+            if m["MessageId"] in sent:
+                messages.append(m)
+            else:  # handed back by an earlier test: not part of this batch
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    arn = local.stack.workers()[0].event_sources[0].queue_arn
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def _invoke(local: LocalSession, event: dict[str, Any], **env: str) -> tuple[dict[str, Any], Any]:
+    function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
+    base = {**function.env, **local.stack.endpoint.lambda_env(), "RETRY_BASE_S": "1", "RETRY_MAX_S": "1"}
+    deps = worker_handler.build_deps(base | env)
+    return worker_handler.handle(event, LocalContext(function), deps), function
+
+
+def test_half_failed_batch_reports_only_the_failed_ids(local: LocalSession) -> None:
+    faults = Faults.parse("500=0.5", seed=11)
+    local.sandbox.set_faults(faults)
+    names = [f"half_{n}" for n in range(10)]
+    # An item fails when both tries of the invocation (the sandbox's attempts 0 and 1) get a 500.
+    failing = {
+        n
+        for n in names
+        if all(faults.decide("GET", "/public/check", n, attempt) in RETRYABLE for attempt in (0, 1))
+    }
+    assert 0 < len(failing) < len(names)
+    event = _batch(local, "00000000000000a1", names)
+    ids = {json.loads(r["body"])["item_key"]: r["messageId"] for r in event["Records"]}
+
+    result, _ = _invoke(local, event)
+
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(ids[n] for n in failing)
+    first = records(local, "00000000000000a1")
+    assert set(first) == set(names) - failing
+
+    # Redelivered (here: all of it, as after a crash) with the upstream healthy again.
+    local.sandbox.set_faults(Faults.parse(""))
+    result, _ = _invoke(local, _batch(local, "00000000000000a1", names))
+    assert result == {"batchItemFailures": []}
+    second = records(local, "00000000000000a1")
+    assert set(second) == set(names)
+    for name in set(names) - failing:
+        assert second[name]["_key"] == first[name]["_key"]
+        assert second[name]["data"] == first[name]["data"]
+
+
+def test_no_call_starts_near_the_deadline(local: LocalSession) -> None:
+    local.sandbox.set_faults(Faults.parse(""))
+    event = _batch(local, "00000000000000a2", ["late_one", "late_two"])
+    before = local.sandbox.stats["requests"]
+    # 2.5 s left and a 3 s margin: every item must be handed back, nothing fetched.
+    function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
+    deps = worker_handler.build_deps({**function.env, **local.stack.endpoint.lambda_env()})
+
+    class _NearlyOut(LocalContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return 2_500
+
+    result = worker_handler.handle(event, _NearlyOut(function), deps)
+    assert len(result["batchItemFailures"]) == 2
+    assert local.sandbox.stats["requests"] == before
+    assert records(local, "00000000000000a2") == {}
+
+
+def test_bad_credentials_are_retryable_and_logged_once_without_the_key(
+    local: LocalSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    local.sandbox.set_faults(Faults.parse(""))
+    ssm = local.stack.endpoint.client("ssm")
+    ssm.put_parameter(
+        Name="/trawl/wrong-key", Value="WrongKeyValue12345", Type="SecureString", Overwrite=True
+    )
+    event = _batch(local, "00000000000000a3", ["cred_a", "cred_b", "cred_c"])
+
+    result, _ = _invoke(local, event, TIKAPI_KEY_PARAMETER="/trawl/wrong-key", POWERTOOLS_LOG_LEVEL="INFO")
+
+    assert len(result["batchItemFailures"]) == 3
+    assert records(local, "00000000000000a3") == {}
+    loud = [r for r in caplog.records if r.getMessage().startswith("upstream rejected the API key")]
+    assert len(loud) == 1 and loud[0].levelname == "ERROR"
+    everything = caplog.text + " ".join(str(vars(r)) for r in caplog.records)
+    assert "WrongKeyValue12345" not in everything
+
+
+def test_a_missing_key_parameter_fails_every_item_retryably(local: LocalSession) -> None:
+    event = _batch(local, "00000000000000a4", ["nokey_a"])
+    result, _ = _invoke(local, event, TIKAPI_KEY_PARAMETER="/trawl/does-not-exist")
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [event["Records"][0]["messageId"]]

@@ -1,0 +1,87 @@
+"""Pure worker logic: backoff, settings, CSV records, product mapping. No sockets."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from pydantic import ValidationError
+
+from models import AccountData, OutputRecord, Source
+from workers.batch import backoff_seconds
+from workers.output import output_key, to_csv
+from workers.settings import WorkerSettings
+from workers.upstream.zyte import product_data
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    for receives in range(1, 12):
+        delay = backoff_seconds(receives, None, base=10, cap=900)
+        exponential = min(900, 10 * 2 ** (receives - 1))
+        assert exponential // 2 <= delay <= exponential
+
+
+def test_backoff_honours_retry_after() -> None:
+    assert backoff_seconds(1, 60.0, base=10, cap=900) >= 60
+    assert backoff_seconds(1, 5000.0, base=10, cap=900) == 5000  # the upstream's word wins over our cap
+    assert backoff_seconds(1, 99_999.0, base=10, cap=900) == 43_200  # SQS's own maximum
+
+
+@pytest.mark.parametrize("url", ["http://api.tikapi.io", "ftp://x", "http://10.0.0.5:8080"])
+def test_upstream_urls_must_be_tls_except_loopback(url: str) -> None:
+    env = {"PLATFORM": "tiktok", "DATA_BUCKET": "b", "QUEUE_URL": "q", "TIKAPI_BASE_URL": url}
+    with pytest.raises(ValidationError, match="must be https"):
+        WorkerSettings.from_env(env)
+    env["TIKAPI_BASE_URL"] = "http://127.0.0.1:9000"
+    assert WorkerSettings.from_env(env).tikapi_base_url == "http://127.0.0.1:9000"
+
+
+def _record(nickname: str) -> OutputRecord:
+    data = AccountData(
+        id="1",
+        unique_id="u",
+        sec_uid="s",
+        nickname=nickname,
+        verified=False,
+        private=False,
+        followers=-1,
+        following=0,
+        likes=0,
+        videos=0,
+    )
+    return OutputRecord(
+        job_id="0123456789abcdef",
+        platform="tiktok",
+        kind="account",
+        item_key="u",
+        target="u",
+        status="ok",
+        fetched_at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        source=Source(bucket="b", key="k", row=2),
+        context={"note": "@home"},
+        data=data,
+    )
+
+
+def test_csv_record_escapes_formula_cells_but_not_numbers() -> None:
+    [row] = list(csv.DictReader(io.StringIO(to_csv(_record('=HYPERLINK("http://x")')).decode())))
+    assert row["data_nickname"] == '\'=HYPERLINK("http://x")'
+    assert row["data_followers"] == "-1"  # a number, not a formula
+    assert row["status"] == "ok" and row["source_row"] == "2"
+    assert row["context"] == '{"note": "@home"}'
+
+
+def test_output_key_depends_only_on_job_item_and_job_date() -> None:
+    key = output_key(_record("a"), "2026-11-30", "json")
+    assert key == "output/platform=tiktok/kind=account/dt=2026-11-30/0123456789abcdef-u.json"
+    assert output_key(_record("b"), "2026-11-30", "json") == key
+
+
+def test_product_prices_stay_decimal_strings() -> None:
+    data = product_data(
+        {"url": "u", "price": "10500.99", "regularPrice": 12000, "metadata": {"probability": 0.9}}
+    )
+    assert (data.price, data.regular_price) == ("10500.99", "12000")
+    assert product_data({"url": "u", "price": "Rp 10.000"}).price is None
