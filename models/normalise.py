@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 MAX_USERNAME = 24
+MAX_URL = 2048  # the WorkItem's limit for a target; real product links are far shorter
+_URL_JUNK = re.compile(r"[\s\x00-\x1f\x7f]")  # inside a link: pasted text, not a URL
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:(?!\d)", re.IGNORECASE)
 _USERNAME = re.compile(r"^[a-z0-9_.]{2,24}$")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
@@ -58,6 +60,10 @@ def _host_allowed(host: str, domains: tuple[str, ...]) -> bool:
 
 def _split_url(value: str, what: str, domains: tuple[str, ...]) -> tuple[str, str, str]:
     """(host, path, query) of an http(s) URL on one of `domains`, else InvalidTarget."""
+    if len(value) > MAX_URL:
+        raise InvalidTarget(f"URL is {len(value):,} characters long; at most {MAX_URL:,} are allowed")
+    if _URL_JUNK.search(value):
+        raise InvalidTarget("URL contains spaces or control characters")
     parts = urlsplit(value if _SCHEME.match(value) else "https://" + value)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -114,13 +120,22 @@ def normalise_product_url(platform: str, raw: str) -> Target:
     if domains is None:
         raise InvalidTarget(f"'{platform}' is not a product platform")
     host, path, _ = _split_url(_clean(raw), platform.capitalize(), domains)
-    if host.startswith("m."):
-        host = "www." + host[2:] if platform != "shopee" else host[2:]
+    host = _canonical_host(platform, host)
     path = re.sub(r"/{2,}", "/", path).rstrip("/")
     if not path:
         raise InvalidTarget(f"URL on '{host}' has no product path")
     canonical = urlunsplit(("https", host, path, "", ""))
     return Target(value=canonical, item_key=_product_key(platform, host, path, canonical))
+
+
+def _canonical_host(platform: str, host: str) -> str:
+    """One spelling per marketplace site: the bare, www. and m. (mobile) hosts show the same
+    product, so 'm.tokopedia.com' and 'tokopedia.com' both become 'www.tokopedia.com'.
+    Shopee serves from the bare domain; Tokopedia and Lazada from www."""
+    bare = host.removeprefix("www.").removeprefix("m.")
+    if bare not in PRODUCT_HOSTS[platform]:
+        return host  # another subdomain: a different site, kept as it is
+    return bare if platform == "shopee" else "www." + bare
 
 
 def _product_key(platform: str, host: str, path: str, canonical: str) -> str:

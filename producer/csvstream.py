@@ -1,5 +1,6 @@
 """Streams an input CSV from S3 row by row, never holding the file: a byte-counting line
-reader under the stdlib csv module, so every row's end offset is known for checkpoints."""
+reader under the stdlib csv module, so every row's end offset is known for checkpoints, and
+no line or row longer than MAX_ROW_BYTES is ever held in memory whole."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-# A row must fit in one SQS message (256 KiB) with its envelope; the csv module's own field
-# limit is raised far above that so an over-long line becomes a clear reject, not a crash.
+# A row must fit in one SQS message (256 KiB) with its envelope. Longer rows are skipped by
+# byte count and rejected by name; the csv module's own field limit (global, 128 KiB by
+# default) is raised so it never fires first with a less helpful message.
 MAX_ROW_BYTES = 200 * 1024
-csv.field_size_limit(64 * 1024 * 1024)
+csv.field_size_limit(max(csv.field_size_limit(), 2 * MAX_ROW_BYTES))
 
 DELIMITERS = (",", ";", "\t")
 TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -48,22 +50,48 @@ class RawRow:
     row: int  # 1-based record number in the file; the header is row 1
     end_offset: int  # byte offset just past this row
     size: int
-    fields: list[str] | None  # None when the csv module could not parse the row
+    fields: list[str] | None  # None when the row cannot be parsed; `error` says why
     error: str | None = None
 
 
-def iter_lines(stream: Readable, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """Lines with their endings, read in chunks; memory is bounded by the longest line."""
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than MAX_ROW_BYTES, read past without being held: its size, and whether it
+    has an odd number of quotes (so a quoted field running over several lines is followed)."""
+
+    size: int
+    odd_quotes: bool
+
+
+Line = bytes | LongLine
+
+
+def iter_lines(stream: Readable, chunk_size: int = 1 << 16, max_line: int = MAX_ROW_BYTES) -> Iterator[Line]:
+    """Lines with their endings, read in chunks; memory is bounded by max_line + chunk_size."""
     pending = b""
+    skipped: LongLine | None = None  # the over-long line being read past, so far
     while chunk := stream.read(chunk_size):
         pending += chunk
         start = 0
         while (end := pending.find(b"\n", start)) != -1:
-            yield pending[start : end + 1]
+            line = pending[start : end + 1]
+            if skipped is not None:
+                yield _longer(skipped, line)
+                skipped = None
+            elif len(line) > max_line:
+                yield _longer(LongLine(0, False), line)
+            else:
+                yield line
             start = end + 1
         pending = pending[start:]
-    if pending:
-        yield pending
+        if skipped is not None or len(pending) > max_line:
+            skipped, pending = _longer(skipped or LongLine(0, False), pending), b""
+    if skipped is not None or pending:
+        yield _longer(skipped, pending) if skipped is not None else pending
+
+
+def _longer(line: LongLine, more: bytes) -> LongLine:
+    return LongLine(line.size + len(more), line.odd_quotes ^ (more.count(b'"') % 2 == 1))
 
 
 def canonical_header(name: str) -> str:
@@ -84,48 +112,92 @@ def find_target_column(platform: str, columns: Iterable[str]) -> int:
     )
 
 
-def read_header(lines: Iterator[bytes], platform: str) -> Header:
+def read_header(lines: Iterator[Line], platform: str) -> Header:
     first = next(lines, None)
+    if isinstance(first, LongLine):
+        raise BadFile(f"header row is {first.size:,} bytes long; is this a CSV file?")
     if first is None or not first.strip(b"\r\n\t ,;" + _BOM):
         raise BadFile("file is empty: expected a header row, then one row per item")
-    offset = len(first)
     try:
         text = first.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadFile(
             f"header row is not UTF-8 ({exc.reason} at byte {exc.start}); save the file as CSV UTF-8"
         ) from exc
-    delimiter = max(DELIMITERS, key=lambda d: len(next(csv.reader([text], delimiter=d))))
-    columns = tuple(c.strip() for c in next(csv.reader([text], delimiter=delimiter)))
-    return Header(columns, delimiter, find_target_column(platform, columns), offset)
+    try:
+        # The delimiter is whichever of , ; and tab splits the header into the most columns.
+        delimiter = max(DELIMITERS, key=lambda d: len(next(csv.reader([text], delimiter=d))))
+        columns = tuple(c.strip() for c in next(csv.reader([text], delimiter=delimiter)))
+    except csv.Error as exc:
+        raise BadFile(f"header row is not valid CSV: {exc}") from exc
+    return Header(columns, delimiter, find_target_column(platform, columns), len(first))
+
+
+class _RowTooLong(Exception):
+    pass
+
+
+class _Feed:
+    """The decoded lines the csv module reads. Counts the current record's bytes and quote
+    parity; once a record passes MAX_ROW_BYTES it reads past the rest of it and raises, so the
+    csv module never holds more than MAX_ROW_BYTES of one row."""
+
+    def __init__(self, lines: Iterator[Line], offset: int) -> None:
+        self._lines = lines
+        self.offset = offset
+        self.record = 0  # bytes of the current record so far
+        self._odd = False  # inside a quoted field at the end of the last line
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        line = self._take(next(self._lines))
+        if self.record > MAX_ROW_BYTES:
+            while self._odd and (more := next(self._lines, None)) is not None:
+                self._take(more)
+            raise _RowTooLong
+        assert isinstance(line, bytes)
+        # surrogateescape keeps undecodable bytes visible, so the row can be rejected by name
+        # instead of failing the whole file.
+        return line.decode("utf-8", "surrogateescape")
+
+    def _take(self, line: Line) -> Line:
+        if isinstance(line, LongLine):
+            size, odd = line.size, line.odd_quotes
+        else:
+            size, odd = len(line), b'"' in line and line.count(b'"') % 2 == 1
+        self.offset += size
+        self.record += size
+        self._odd ^= odd
+        return line
+
+    def next_record(self) -> int:
+        """The finished record's size; starts counting the next one."""
+        size, self.record, self._odd = self.record, 0, False
+        return size
 
 
 class RowReader:
     """Yields RawRow for every record after `start_offset`, numbering from `first_row`."""
 
-    def __init__(self, lines: Iterator[bytes], delimiter: str, start_offset: int, first_row: int) -> None:
-        self._lines = lines
-        self._offset = start_offset
+    def __init__(self, lines: Iterator[Line], delimiter: str, start_offset: int, first_row: int) -> None:
+        self._feed = _Feed(lines, start_offset)
         self._row = first_row
-        self._reader = csv.reader(self._decoded(), delimiter=delimiter)
-
-    def _decoded(self) -> Iterator[str]:
-        for line in self._lines:
-            self._offset += len(line)
-            # surrogateescape keeps undecodable bytes visible, so the row can be rejected by
-            # name instead of failing the whole file.
-            yield line.decode("utf-8", "surrogateescape")
+        self._reader = csv.reader(self._feed, delimiter=delimiter)
 
     def __iter__(self) -> Iterator[RawRow]:
-        start = self._offset
         while True:
+            error = None
             try:
                 fields: list[str] | None = next(self._reader)
-                error = None
             except StopIteration:
                 return
+            except _RowTooLong:
+                fields = None
+                error = f"row is {self._feed.record:,} bytes; a row may be at most {MAX_ROW_BYTES:,} bytes"
             except csv.Error as exc:
                 fields, error = None, f"unreadable CSV row: {exc}"
-            yield RawRow(self._row, self._offset, self._offset - start, fields, error)
+            size = self._feed.next_record()
+            yield RawRow(self._row, self._feed.offset, size, fields, error)
             self._row += 1
-            start = self._offset

@@ -1,5 +1,6 @@
 """Sends WorkItems to SQS in batches of 10 from a small thread pool. Entries SQS refuses are
-retried; those that still fail are handed back so the job records them (never dropped)."""
+retried; those that still fail are handed back (take_unsent) so the job records them as
+rejects: nothing is dropped."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class Fanout:
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self.sent = 0
-        self.unsent: list[Unsent] = []
+        self._unsent: list[Unsent] = []
 
     def add(self, item: WorkItem) -> None:
         self._buffer.append(item)
@@ -73,6 +74,12 @@ class Fanout:
         self.flush()
         self._pool.shutdown()
 
+    def take_unsent(self) -> list[Unsent]:
+        """Items that could not be sent since the last call; the caller records them."""
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        return unsent
+
     def _send(self, batch: list[WorkItem]) -> None:
         entries = {str(i): item for i, item in enumerate(batch)}
         reasons: dict[str, str] = {}
@@ -96,7 +103,7 @@ class Fanout:
             if not entries:
                 return
         with self._lock:
-            self.unsent.extend(
+            self._unsent.extend(
                 Unsent(item, f"could not enqueue: {reasons[i]}") for i, item in entries.items()
             )
 

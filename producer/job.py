@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
+from pydantic import ValidationError
 
 from models import PAIRS, JobManifest, ObjectRef, Source, WorkItem
 from models.normalise import InvalidTarget, normalise
-from producer.csvstream import MAX_ROW_BYTES, BadFile, Header, RawRow, RowReader, iter_lines, read_header
+from producer.csvstream import BadFile, Header, RawRow, RowReader, iter_lines, read_header
 from producer.fanout import Fanout
 from producer.seen import SeenSet
 from producer.settings import ProducerSettings
@@ -117,14 +118,23 @@ def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]
             raise BadFile(f"this stack has no queue for platform '{platform}'")
         _FanOutJob(manifest, deps, work_dir, queue_url, remaining_ms).run()
     except BadFile as exc:
-        manifest.status, manifest.message, manifest.checkpoint = "failed", str(exc), None
-        logger.warning("job failed", job_id=manifest.job_id, reason=str(exc))
+        _fail(manifest, str(exc))
+    except Exception as exc:
+        # A retry would find the job already known and do nothing, so the manifest must say
+        # what happened; the counts so far still add up (rows are counted once classified).
+        _fail(manifest, f"producer error after {manifest.rows_read:,} rows: {type(exc).__name__}: {exc}")
+        raise
     finally:
         manifest.updated_at = _now()
         deps.store.save_manifest(manifest)
         if manifest.status != "running":
             shutil.rmtree(work_dir, ignore_errors=True)
     return manifest
+
+
+def _fail(manifest: JobManifest, message: str) -> None:
+    manifest.status, manifest.message, manifest.checkpoint = "failed", message, None
+    logger.warning("job failed", job_id=manifest.job_id, reason=message)
 
 
 class _FanOutJob:
@@ -161,9 +171,7 @@ class _FanOutJob:
         finally:
             fanout.close()
             self.m.enqueued += fanout.sent
-            for unsent in fanout.unsent:
-                rejects.add(unsent.item.source.row, unsent.item.target, unsent.reason)
-                self.m.rejected += 1
+            self._record_unsent(fanout, rejects)
             seen.close()
             rejects.close()
         self.store.upload(self.m.job_id, "rejects.csv", rejects.path, "text/csv")
@@ -199,41 +207,45 @@ class _FanOutJob:
         header, reader = self._open()
         cap = self.settings.max_rows_per_invocation
         for count, raw in enumerate(reader, start=1):
-            self.m.rows_read += 1
             item_or_reason = self._item(raw, header)
             if isinstance(item_or_reason, str):
-                value = (
-                    raw.fields[header.target_index]
-                    if raw.fields and len(raw.fields) > header.target_index
-                    else ""
-                )
-                rejects.add(raw.row, value, item_or_reason)
+                rejects.add(raw.row, _target_value(raw, header), item_or_reason)
                 self.m.rejected += 1
             elif not seen.add(item_or_reason.item_key):
                 self.m.duplicates += 1
             else:
                 fanout.add(item_or_reason)
-            out_of_time = (
-                count % CHECK_DEADLINE_EVERY == 0 and self.remaining_ms() < self.settings.safety_margin_ms
-            )
-            if out_of_time or (cap and count >= cap):
-                return {
-                    "offset": raw.end_offset,
-                    "row": raw.row + 1,
-                    "columns": list(header.columns),
-                    "delimiter": header.delimiter,
-                    "target_index": header.target_index,
-                }
+            # Counted only once classified, so rows_read = enqueued + duplicates + rejected
+            # holds even when something fails half-way through a row.
+            self.m.rows_read += 1
+            at_cap = bool(cap) and count >= cap
+            if at_cap or count % CHECK_DEADLINE_EVERY == 0:
+                self._record_unsent(fanout, rejects)
+                if at_cap or self.remaining_ms() < self.settings.safety_margin_ms:
+                    return self._checkpoint(raw, header)
         if self.m.rows_read == 0:
             raise BadFile(f"file has a header ({', '.join(header.columns)}) but no data rows")
         return None
+
+    @staticmethod
+    def _checkpoint(last: RawRow, header: Header) -> dict[str, Any]:
+        return {
+            "offset": last.end_offset,
+            "row": last.row + 1,
+            "columns": list(header.columns),
+            "delimiter": header.delimiter,
+            "target_index": header.target_index,
+        }
+
+    def _record_unsent(self, fanout: Fanout, rejects: RejectsFile) -> None:
+        for unsent in fanout.take_unsent():
+            rejects.add(unsent.item.source.row, unsent.item.target, unsent.reason)
+            self.m.rejected += 1
 
     def _item(self, raw: RawRow, header: Header) -> WorkItem | str:
         """The row's WorkItem, or the reason it is rejected."""
         if raw.fields is None:
             return raw.error or "unreadable CSV row"
-        if raw.size > MAX_ROW_BYTES:
-            return f"row is {raw.size:,} bytes; a row may be at most {MAX_ROW_BYTES:,} bytes"
         if not any(f.strip() for f in raw.fields):
             return "blank row"
         width = len(header.columns)
@@ -249,17 +261,25 @@ class _FanOutJob:
             target = normalise(self.m.platform, self.m.kind, raw.fields[header.target_index])
         except InvalidTarget as exc:
             return str(exc)
-        context = _context(header, raw.fields)
-        return WorkItem(
-            job_id=self.m.job_id,
-            job_date=self.m.job_date,
-            platform=self.m.platform,
-            kind=self.m.kind,
-            item_key=target.item_key,
-            target=target.value,
-            source=Source(bucket=self.m.input.bucket, key=self.m.input.key, row=raw.row),
-            context=context,
-        )
+        try:
+            return WorkItem(
+                job_id=self.m.job_id,
+                job_date=self.m.job_date,
+                platform=self.m.platform,
+                kind=self.m.kind,
+                item_key=target.item_key,
+                target=target.value,
+                source=Source(bucket=self.m.input.bucket, key=self.m.input.key, row=raw.row),
+                context=_context(header, raw.fields),
+            )
+        except ValidationError as exc:
+            # normalise() should have caught it; if not, the row is still answered, not lost.
+            return f"row cannot become a message: {exc.errors()[0]['msg']}"
+
+
+def _target_value(raw: RawRow, header: Header) -> str:
+    fields = raw.fields or []
+    return fields[header.target_index] if len(fields) > header.target_index else ""
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")

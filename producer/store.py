@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from models import JobManifest, ObjectRef
 from models.csvsafe import escape_cell
+from producer.csvstream import BadFile
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,17 +61,21 @@ class JobStore:
 
     def open_input(self, ref: ObjectRef, offset: int = 0) -> Any:
         """The object's body as a stream, pinned to the ETag the job started from."""
-        if offset:
-            try:
-                return self._s3.get_object(
-                    Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"', Range=f"bytes={offset}-"
-                )["Body"]
-            except self._s3.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
-                    raise
-                return io.BytesIO(b"")  # the checkpoint was the file's last row
         # No Range for a fresh read: "bytes=0-" on an empty object is a 416, not an empty body.
-        return self._s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"')["Body"]
+        extra: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            response = self._s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"', **extra)
+            return response["Body"]
+        except self._s3.exceptions.NoSuchKey as exc:
+            raise BadFile(f"input '{ref.key}' was deleted before the job could read it") from exc
+        except self._s3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "InvalidRange" and offset:
+                return io.BytesIO(b"")  # the checkpoint was the file's last row
+            if code in ("PreconditionFailed", "412"):
+                # The key now holds other bytes; that upload is a job of its own (new ETag).
+                raise BadFile(f"input '{ref.key}' was replaced while this job read it") from exc
+            raise
 
     def upload(self, job_id: str, name: str, path: Path, content_type: str) -> None:
         self._s3.upload_file(

@@ -9,18 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from models import JobManifest
-from trawl.local.pipeline import LocalSession, job_id_of, load_manifest, wait_for_jobs
+from trawl.local.pipeline import LocalSession, load_manifest, submit, wait_for_jobs
 
 
 def run_csv(
     local: LocalSession, tmp_path: Path, name: str, text: str | bytes, platform: str, kind: str
 ) -> str:
-    """Upload `text` as input/<platform>/<kind>/<name>, deliver the S3 event, wait; the job id."""
-    body = text.encode("utf-8") if isinstance(text, str) else text
-    key = f"input/{platform}/{kind}/{name}"
-    local.stack.endpoint.client("s3").put_object(Bucket=local.stack.bucket, Key=key, Body=body)
-    local.runtime.deliver(local.runtime.upload_event(local.stack.bucket, key))
-    job_id = job_id_of(local.stack, key)
+    """Upload `text` as input/<platform>/<kind>/<name>, run the job to the end; its job id."""
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    job_id = submit(local, path, platform, kind)
     wait_for_jobs(local, [job_id], timeout_s=120)
     return job_id
 

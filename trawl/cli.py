@@ -7,28 +7,38 @@ import json
 import logging
 import os
 import re
+import signal
+import time
 from collections import Counter
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from models import PAIRS
+from models import PAIRS, JobManifest
+from trawl.local.aws import REGION, Endpoint
 from trawl.local.pipeline import (
+    STACK_NAME,
+    AttachedSession,
     JobSummary,
     LocalSession,
+    Session,
     copy_to_data_dir,
     dead_letters_by_job,
-    job_id_of,
+    load_manifest,
     local_session,
+    submit,
     summarise,
-    upload,
     wait_for_jobs,
 )
+from trawl.local.stack import Stack, describe_stack
+from trawl.local.up import UpState, clear, running_stack, state_file
+from trawl.ops import job_status, recent_jobs, redrive
 from trawl.sandbox import Faults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="trawl: CSV in S3 -> one record per item.")
@@ -76,21 +86,72 @@ def _quiet_logs(verbose: bool) -> None:
     logging.getLogger("botocore").setLevel(logging.ERROR)
 
 
+StackOpt = Annotated[
+    str | None, typer.Option("--stack", help="A deployed stack's name (bucket and queues from its outputs).")
+]
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint-url", help="Any AWS-compatible endpoint (e.g. LocalStack).")
+]
+
+
+def _attach(stack_name: str | None, endpoint_url: str | None) -> tuple[Stack, UpState | None] | None:
+    """The stack named by the flags, else the running `trawl up` stack, else None."""
+    if stack_name or endpoint_url:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION
+        endpoint = Endpoint(url=endpoint_url, region=region, local=False)
+        return describe_stack(endpoint, stack_name or STACK_NAME, with_functions=False), None
+    up = running_stack()
+    if up is None:
+        return None
+    return describe_stack(Endpoint(url=up.endpoint_url), up.stack_name, with_functions=False), up
+
+
+def _require_stack(stack_name: str | None, endpoint_url: str | None) -> Stack:
+    attached = _attach(stack_name, endpoint_url)
+    if attached is None:
+        console.print(
+            "[red]No running stack:[/] start one with `trawl up` (in another terminal), or pass --stack NAME."
+        )
+        raise typer.Exit(2)
+    return attached[0]
+
+
+def _set_sandbox_faults(sandbox_url: str, faults: Faults) -> None:
+    payload = {"faults": faults.spec(), "latency_ms": faults.latency_ms}
+    httpx.post(f"{sandbox_url}/_sandbox/faults", json=payload, timeout=5).raise_for_status()
+
+
+def _open_session(
+    ctx: ExitStack, faults: Faults, quiet: bool, stack_name: str | None, endpoint_url: str | None
+) -> Session:
+    attached = _attach(stack_name, endpoint_url)
+    if attached is not None:
+        stack, up = attached
+        if up is not None and (faults.rates or faults.latency_ms):
+            _set_sandbox_faults(up.sandbox_url, faults)
+        if not quiet:
+            console.print(f"using the running stack [bold]{stack.name}[/] ({stack.endpoint.url or 'AWS'})")
+        return AttachedSession(stack)
+    status = console.status("starting the embedded AWS and the sandbox") if not quiet else None
+    if status:
+        ctx.enter_context(status)
+    session: LocalSession = ctx.enter_context(local_session(faults=faults))
+    if status:
+        status.stop()
+    return session
+
+
 def _run_files(
-    files: list[tuple[Path, str, str]], faults: Faults, data_dir: Path, quiet: bool
+    files: list[tuple[Path, str, str]],
+    faults: Faults,
+    data_dir: Path,
+    quiet: bool,
+    stack_name: str | None = None,
+    endpoint_url: str | None = None,
 ) -> list[JobSummary]:
-    with ExitStack() as stack:
-        status = console.status("starting the embedded AWS and the sandbox") if not quiet else None
-        if status:
-            stack.enter_context(status)
-        session: LocalSession = stack.enter_context(local_session(faults=faults))
-        if status:
-            status.stop()
-        jobs: list[str] = []
-        for path, platform, kind in files:
-            key = upload(session.stack, path, platform, kind)
-            session.runtime.deliver(session.runtime.upload_event(session.stack.bucket, key))
-            jobs.append(job_id_of(session.stack, key))
+    with ExitStack() as ctx:
+        session = _open_session(ctx, faults, quiet, stack_name, endpoint_url)
+        jobs = [submit(session, path, platform, kind) for path, platform, kind in files]
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -111,11 +172,26 @@ def _run_files(
             wait_for_jobs(session, jobs, on_progress)
             for job_id in jobs:
                 bar.update(tasks[job_id], completed=bar.tasks[tasks[job_id]].total or 0)
-        copy_to_data_dir(session.stack, data_dir)
+        stack = session.stack
+        deployed = not stack.endpoint.local
+        # A deployed bucket holds every job ever run: copy just this run's jobs from it.
+        prefixes = (
+            tuple(f"jobs/{j}/" for j in jobs) + tuple(_output_prefixes(stack, jobs)) if deployed else None
+        )
+        copy_to_data_dir(stack, data_dir, prefixes or ("output/", "jobs/"))
         dead: Counter[str] = Counter()
-        for platform in session.stack.platforms:
-            dead += dead_letters_by_job(session.stack, platform)
-        return [summarise(session.stack, job_id, data_dir, dead) for job_id in jobs]
+        for platform in stack.platforms:
+            dead += dead_letters_by_job(stack, platform)
+        return [summarise(stack, job_id, data_dir, dead) for job_id in jobs]
+
+
+def _output_prefixes(stack: Stack, jobs: list[str]) -> list[str]:
+    found = [load_manifest(stack, j) for j in jobs]
+    return [
+        f"output/platform={m.platform}/kind={m.kind}/dt={m.job_date}/{m.job_id}-"
+        for m in found
+        if m and m.platform
+    ]
 
 
 def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
@@ -152,15 +228,14 @@ def run(
     data_dir: DataDir = Path("trawl-data"),
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Run one CSV through the whole pipeline on the local default."""
+    """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one)."""
     _quiet_logs(verbose)
     pair = infer_pair(file, platform, kind)
-    try:
-        spec = Faults.parse(faults, latency_ms=latency_ms)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
-    summaries = _run_files([(file, *pair)], spec, data_dir, quiet=as_json)
+    spec = _parse_faults(faults, latency_ms)
+    summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url)
     _print(summaries, as_json, many=False)
     if not summaries[0].succeeded:
         raise typer.Exit(1)
@@ -173,18 +248,201 @@ def demo(
     data_dir: DataDir = Path("trawl-data"),
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
 ) -> None:
     """Run the bundled sample CSVs for every platform on the local default."""
     _quiet_logs(verbose)
-    spec = Faults.parse(faults, latency_ms=latency_ms)
+    spec = _parse_faults(faults, latency_ms)
     samples = resources.files("trawl") / "samples"
     files = [(Path(str(samples / name)), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
-    summaries = _run_files(files, spec, data_dir, quiet=as_json)
+    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url)
     _print(summaries, as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
         out.print(f'\nTry: trawl query "{sql}" --data-dir {data_dir}')
 
 
+@app.command()
+def up(
+    faults: FaultsOpt = "",
+    latency_ms: LatencyOpt = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start the local stack (embedded AWS, sandbox, Lambda event loop) and keep it running until Ctrl-C."""
+    _quiet_logs(verbose)
+    if (existing := running_stack()) is not None:
+        console.print(
+            f"[red]A trawl stack is already running[/] (pid {existing.pid}, {existing.endpoint_url})."
+        )
+        raise typer.Exit(2)
+    spec = _parse_faults(faults, latency_ms)
+    with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
+        session: LocalSession = ctx.enter_context(local_session(faults=spec))
+        session.runtime.watch_uploads()
+        state = UpState(session.aws.endpoint.url or "", session.sandbox.url, session.stack.name, os.getpid())
+        state.save()
+        ctx.callback(clear, state.pid)
+        console.status("").stop()
+        out.print(
+            f"trawl is up (Ctrl-C to stop)\n  AWS endpoint  {state.endpoint_url}\n"
+            f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)\n"
+            f"  sandbox       {state.sandbox_url}\n  state file    {state_file()}"
+        )
+        # Ctrl-C or a plain `kill` stop it cleanly (a shell may start background jobs ignoring SIGINT).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            out.print("stopping")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _parse_faults(faults: str, latency_ms: int) -> Faults:
+    try:
+        return Faults.parse(faults, latency_ms=latency_ms)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
+
+
+@app.command("faults")
+def set_faults(
+    spec: Annotated[str, typer.Argument(help='e.g. "500=1.0" or "" for none')],
+    latency_ms: LatencyOpt = 0,
+) -> None:
+    """Change the running `trawl up` sandbox's injected faults and latency."""
+    up_state = running_stack()
+    if up_state is None:
+        console.print("[red]No running stack:[/] start one with `trawl up`.")
+        raise typer.Exit(2)
+    faults = _parse_faults(spec, latency_ms)
+    _set_sandbox_faults(up_state.sandbox_url, faults)
+    out.print(f"sandbox faults: {faults.spec() or 'none'}, latency {faults.latency_ms} ms")
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="A job id; without it, the recent jobs.")] = None,
+    as_json: JsonOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """A job's progress: enqueued, written, permanent failures, in the DLQ, in flight.
+    Exit code 0 when done, 1 when the job failed or items are in the DLQ, 3 while running."""
+    target = _require_stack(stack, endpoint_url)
+    if job is None:
+        _print_recent(recent_jobs(target), as_json)
+        return
+    try:
+        found = job_status(target, job)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(found.to_dict(), indent=2))
+    else:
+        colour = {"done": "green", "failed": "red"}.get(found.state, "yellow")
+        out.print(
+            f"job {found.job_id}  {found.platform}/{found.kind}  {found.input_key}"
+            f"  [{colour}]{found.state}[/]"
+        )
+        if found.message:
+            out.print(f"  [red]{found.message}[/]")
+        out.print(
+            f"  rows {found.rows} = enqueued {found.enqueued} + duplicates {found.duplicates}"
+            f" + rejected {found.rejected}"
+        )
+        out.print(
+            f"  written ok {found.written_ok} · permanent {found.written_permanent}"
+            f" · in the DLQ {found.dead_lettered} · in flight {found.in_flight}"
+        )
+    raise typer.Exit({"done": 0, "failed": 1}.get(found.state, 3))
+
+
+def _print_recent(manifests: list[JobManifest], as_json: bool) -> None:
+    if as_json:
+        typer.echo(
+            json.dumps([m.model_dump(mode="json", exclude={"checkpoint"}) for m in manifests], indent=2)
+        )
+        return
+    if not manifests:
+        out.print("no jobs yet")
+    for m in manifests:
+        out.print(
+            f"{m.job_id}  {m.created_at:%Y-%m-%d %H:%M}  {m.platform}/{m.kind}  {m.status:<8}"
+            f" rows {m.rows_read:>7}  enqueued {m.enqueued:>7}  {m.input.key}"
+        )
+
+
+@app.command("redrive")
+def redrive_command(
+    platform: Annotated[str, typer.Argument(help="tiktok, tokopedia, shopee or lazada")],
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's messages.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many messages.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would move; move nothing.")] = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Move dead-lettered messages back to the platform's work queue."""
+    target = _require_stack(stack, endpoint_url)
+    if platform not in target.platforms:
+        raise typer.BadParameter(
+            f"'{platform}' is not one of {', '.join(target.platforms)}", param_hint="PLATFORM"
+        )
+    with Progress(TextColumn("re-driving"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task("redrive", total=None)
+        result = redrive(
+            target,
+            platform,
+            job,
+            limit,
+            dry_run,
+            lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if result.note:
+        console.print(f"[yellow]{result.note}[/]")
+    if dry_run:
+        out.print(f"would move {result.matched} of {result.left} messages in the {platform} DLQ")
+    else:
+        out.print(
+            f"moved {result.moved} messages with {result.method}; {result.left} left in the {platform} DLQ"
+        )
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the views tiktok_accounts, tiktok_videos, products.")],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The folder `trawl run` / `trawl demo` copied output/ to.")
+    ] = Path("trawl-data"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run SQL (DuckDB) over the records in the data dir."""
+    # Imported here so the other commands never load DuckDB.
+    import sys
+
+    from rich.text import Text
+
+    from trawl.query import FORMATS, QueryError, run_query, write_result
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")
+    try:
+        result = run_query(data_dir, sql)
+    except QueryError as exc:
+        console.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(1) from exc
+    write_result(result, fmt, sys.stdout)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from models import JobManifest
 from trawl.local.aws import EmbeddedAws
 from trawl.local.runtime import LocalRuntime
-from trawl.local.stack import Stack, create_local_stack
+from trawl.local.stack import Stack, create_local_stack, queue_depth
 from trawl.sandbox import Faults, SandboxServer
 
 STACK_NAME = "trawl"
@@ -52,12 +52,29 @@ class JobSummary:
         return self.status != "failed" and self.dead_lettered == 0 and self.in_flight == 0
 
 
+class Session(Protocol):
+    """A stack to run jobs on. With a runtime, trawl invokes the functions itself (a private
+    local stack); without one the stack's own triggers do (`trawl up`, or AWS)."""
+
+    @property
+    def stack(self) -> Stack: ...
+
+    @property
+    def runtime(self) -> LocalRuntime | None: ...
+
+
 @dataclass
 class LocalSession:
     aws: EmbeddedAws
     sandbox: SandboxServer
     stack: Stack
     runtime: LocalRuntime
+
+
+@dataclass
+class AttachedSession:
+    stack: Stack
+    runtime: None = None
 
 
 @contextmanager
@@ -84,10 +101,13 @@ def local_session(
         aws.stop()
 
 
-def upload(stack: Stack, path: Path, platform: str, kind: str) -> str:
+def submit(session: Session, path: Path, platform: str, kind: str) -> str:
+    """Upload a CSV to input/<platform>/<kind>/ and return its job id."""
     key = f"input/{platform}/{kind}/{path.name}"
-    stack.endpoint.client("s3").upload_file(str(path), stack.bucket, key)
-    return key
+    session.stack.endpoint.client("s3").upload_file(str(path), session.stack.bucket, key)
+    if session.runtime is not None:
+        session.runtime.deliver(session.runtime.upload_event(session.stack.bucket, key))
+    return job_id_of(session.stack, key)
 
 
 def load_manifest(stack: Stack, job_id: str) -> JobManifest | None:
@@ -111,20 +131,25 @@ ProgressFn = Callable[[str, int, int], None]  # job_id, done, total
 
 
 def wait_for_jobs(
-    session: LocalSession, job_ids: list[str], on_progress: ProgressFn | None = None, timeout_s: float = 3600
+    session: Session, job_ids: list[str], on_progress: ProgressFn | None = None, timeout_s: float = 3600
 ) -> None:
-    """Until every job's producer is done and the runtime has nothing left to do."""
+    """Until every job's producer is done and nothing is left on the work queues."""
     deadline = time.monotonic() + timeout_s
-    sqs = session.stack.endpoint.client("sqs")
+    stack, runtime = session.stack, session.runtime
+    sqs = stack.endpoint.client("sqs")
+    work_queues = [stack.queue_url(p) for p in stack.platforms]
     while time.monotonic() < deadline:
-        manifests = {job_id: load_manifest(session.stack, job_id) for job_id in job_ids}
+        manifests = {job_id: load_manifest(stack, job_id) for job_id in job_ids}
         produced = all(m is not None and m.status != "running" for m in manifests.values())
         if on_progress:
-            dlq = sum(_depth(sqs, session.stack.dlq_url(p)) for p in session.stack.platforms)
+            dlq = sum(_depth(sqs, stack.dlq_url(p)) for p in stack.platforms)
+            waiting = sum(queue_depth(sqs, q) for q in work_queues)
             for job_id, m in manifests.items():
                 total = m.enqueued if m else 0
-                on_progress(job_id, min(total, session.runtime.progress.processed[job_id] + dlq), total)
-        if produced and session.runtime.idle():
+                done = runtime.progress.processed[job_id] if runtime else max(0, total - waiting)
+                on_progress(job_id, min(total, done + dlq), total)
+        idle = runtime.idle() if runtime else all(queue_depth(sqs, q) == 0 for q in work_queues)
+        if produced and idle:
             return
         time.sleep(0.2)
     raise TimeoutError(f"jobs {', '.join(job_ids)} did not finish within {timeout_s:.0f} s")

@@ -130,6 +130,26 @@ class LocalRuntime:
             ]
         }
 
+    def watch_uploads(self, interval_s: float = 0.5) -> None:
+        """Stand in for the bucket's s3:ObjectCreated notification on input/, for files that
+        arrive from other processes (`trawl up`): each new key or new ETag is one event."""
+        self._spawn("s3-notifications", self._watch_uploads, interval_s)
+
+    def _watch_uploads(self, interval_s: float) -> None:
+        s3 = self.stack.endpoint.client("s3")
+        seen: dict[str, str] = {}
+        while not self._stop.wait(interval_s):
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.stack.bucket, Prefix="input/"
+                ):
+                    for obj in page.get("Contents", []):
+                        if seen.get(obj["Key"]) != obj["ETag"]:
+                            seen[obj["Key"]] = obj["ETag"]
+                            self.deliver(self.upload_event(self.stack.bucket, obj["Key"]))
+            except Exception:
+                log.exception("listing input/ failed; retrying")
+
     def deliver(self, event: dict[str, Any]) -> None:
         """Queue an asynchronous invocation of the producer (an S3 event or a continuation)."""
         with self._lock:

@@ -63,6 +63,13 @@ class Stack:
     def dlq_url(self, platform: str) -> str:
         return self.outputs[f"{_title(platform)}DeadLetterQueueUrl"]
 
+    def queue_arn(self, url: str) -> str:
+        sqs = self.endpoint.client("sqs")
+        arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        return arn
+
     @property
     def platforms(self) -> list[str]:
         return [
@@ -118,13 +125,15 @@ def _put_local_keys(endpoint: Endpoint) -> None:
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
 
 
-def describe_stack(endpoint: Endpoint, name: str) -> Stack:
+def describe_stack(endpoint: Endpoint, name: str, with_functions: bool = True) -> Stack:
+    """The stack's outputs (bucket, queues) and, for the local runtime, its functions."""
     cfn = endpoint.client("cloudformation")
     found = cfn.describe_stacks(StackName=name)["Stacks"][0]
-    if found["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+    if found["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
         raise RuntimeError(f"stack {name} is {found['StackStatus']}: {found.get('StackStatusReason', '')}")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
-    return Stack(name=name, endpoint=endpoint, outputs=outputs, functions=_functions(endpoint, outputs))
+    functions = _functions(endpoint, outputs) if with_functions else {}
+    return Stack(name=name, endpoint=endpoint, outputs=outputs, functions=functions)
 
 
 def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, FunctionInfo]:
