@@ -14,6 +14,7 @@ import pytest
 from trawl.local.pipeline import LocalSession, local_session
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 EVENTS = Path(__file__).parent / "events"
 
 

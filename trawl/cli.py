@@ -82,6 +82,7 @@ def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str,
 def _quiet_logs(verbose: bool) -> None:
     # The handlers run in this process; their Powertools loggers read the level at import.
     os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if verbose else "ERROR"
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false" if verbose else "true"
     logging.getLogger("trawl").setLevel(logging.INFO if verbose else logging.ERROR)
     logging.getLogger("botocore").setLevel(logging.ERROR)
 

@@ -163,10 +163,9 @@ def _csv_part(view: View, globs: list[str]) -> str:
     selected = []
     for name, sql_type in record_columns(view).items():
         field = OutputRecord.model_fields[name]
-        if name == "data":
-            expression = _csv_struct(name, view.data_model, nullable=True)
-        elif name == "source":
-            expression = _csv_struct(name, field.annotation, nullable=False)  # type: ignore[arg-type]
+        model = view.data_model if name == "data" else field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            expression = _csv_struct(name, model, nullable=not field.is_required())
         elif sql_type.startswith("MAP("):
             expression = f"cast(cast({ident(name)} as JSON) as {sql_type})"  # a JSON object cell
         else:
@@ -230,7 +229,11 @@ def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def run_query(data_dir: Path, sql: str) -> QueryResult:
-    con = connect(data_dir)
+    """Run `sql` over the views; any DuckDB error (also a malformed file) becomes a QueryError."""
+    try:
+        con = connect(data_dir)
+    except duckdb.Error as exc:
+        raise QueryError(f"cannot read the records in '{data_dir}': {exc}") from exc
     try:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description or []]

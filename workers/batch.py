@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from pydantic import BaseModel, ValidationError
 
 from models import OutputRecord, WorkItem
@@ -52,7 +53,9 @@ class _Invocation:
     deps: BatchDeps
     budget: Budget
     warned_credentials: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "permanent": 0, "retried": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"ok": 0, "permanent": 0, "retried": 0, "dead_lettered": 0}
+    )
 
 
 def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
@@ -73,7 +76,18 @@ async def process_batch(
     results = await asyncio.gather(*(_process(run, record) for record in records))
     failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
     logger.info("batch done", extra={"size": len(records), "failed": len(failures), **run.counts})
+    _publish(s.platform, run.counts)
     return {"batchItemFailures": failures}
+
+
+def _publish(platform: str, counts: dict[str, int]) -> None:
+    """CloudWatch metrics (EMF) per invocation: items ok / permanent / retried / dead-lettered.
+    EphemeralMetrics keeps no state between calls, so concurrent local containers can't mix them."""
+    metrics = EphemeralMetrics(service="trawl")
+    metrics.add_dimension(name="platform", value=platform)
+    for name, value in counts.items():
+        metrics.add_metric(name=f"items_{name}", unit=MetricUnit.Count, value=value)
+    metrics.flush_metrics()
 
 
 async def _process(run: _Invocation, record: SqsRecord) -> bool:
@@ -140,6 +154,9 @@ async def _retry_later(run: _Invocation, record: SqsRecord, exc: Retryable, log:
         logger.warning("retryable failure", extra={"reason": str(exc), "error": type(exc).__name__, **log})
     s = run.deps.settings
     receives = int(record.attributes.get("ApproximateReceiveCount", "1"))
+    if receives >= s.max_receive_count:
+        run.counts["dead_lettered"] += 1
+        logger.error("item goes to the dead-letter queue", extra={"receives": receives, **log})
     delay = backoff_seconds(receives, exc.retry_after, s.retry_base_s, s.retry_max_s)
     try:
         await asyncio.to_thread(

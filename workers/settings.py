@@ -39,6 +39,8 @@ class WorkerSettings(BaseModel):
     retry_max_s: int = Field(default=900, ge=0, le=43_200)
     # No upstream call starts when less than this is left of the invocation.
     deadline_margin_ms: int = Field(default=3_000, ge=0)
+    # The queue's maxReceiveCount: a retryable failure on the last receive means the DLQ next.
+    max_receive_count: int = Field(default=5, ge=1)
     max_pages_per_message: int = Field(default=3, ge=1)
     max_videos_per_account: int = Field(default=100, ge=1)
 

@@ -73,7 +73,12 @@ def test_dead_lettered_job_is_redriven_to_done(up: LocalSession, tmp_path: Path)
         assert time.monotonic() < deadline, status.stdout
         time.sleep(0.5)
     got = json.loads(status.stdout)
-    assert (got["written_ok"], got["written_permanent"], got["dead_lettered"], got["state"]) == (3, 1, 0, "done")
+    assert (got["written_ok"], got["written_permanent"], got["dead_lettered"], got["state"]) == (
+        3,
+        1,
+        0,
+        "done",
+    )
     out = records(up, job_id)
     assert set(out) == set(names)
     s3 = up.stack.endpoint.client("s3")

@@ -85,3 +85,24 @@ def test_product_prices_stay_decimal_strings() -> None:
     )
     assert (data.price, data.regular_price) == ("10500.99", "12000")
     assert product_data({"url": "u", "price": "Rp 10.000"}).price is None
+
+
+def test_metrics_are_emitted_per_platform(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from workers.batch import _publish
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "trawl")
+    _publish("shopee", {"ok": 7, "permanent": 1, "retried": 2, "dead_lettered": 1})
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["platform"] == "shopee"
+    assert (emf["items_ok"], emf["items_permanent"], emf["items_retried"], emf["items_dead_lettered"]) == (
+        [7.0],
+        [1.0],
+        [2.0],
+        [1.0],
+    )
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "trawl"
