@@ -72,5 +72,7 @@ build-ProducerFunction:
 build-TikTokWorkerFunction build-TokopediaWorkerFunction build-ShopeeWorkerFunction build-LazadaWorkerFunction:
 	$(call lambda-artifact,workers models,deploy/requirements-worker.txt)
 
+# --build-in-source: make runs in this checkout (the targets only read it), instead of SAM first
+# copying the whole tree, .venv included, into a scratch directory once per function.
 sam-build:
-	$(SAM) build
+	$(SAM) build --build-in-source --parallel

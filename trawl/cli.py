@@ -441,6 +441,55 @@ def query(
     write_result(result, fmt, sys.stdout)
 
 
+@app.command()
+def cost(
+    items: Annotated[int, typer.Option("--items", min=1, help="Items in the job (or in a day of jobs).")],
+    avg_latency_ms: Annotated[
+        float,
+        typer.Option("--avg-latency-ms", min=0, help="Average upstream call; a batch's items run at once."),
+    ] = 2_000.0,
+    retry_rate: Annotated[
+        float, typer.Option("--retry-rate", min=0, max=0.99, help="Share of deliveries that fail and retry.")
+    ] = 0.05,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a job costs on AWS: trawl's SQS fan-out next to Step Functions Distributed Map."""
+    from dataclasses import asdict
+
+    from trawl.cost import Prices, Workload, compare
+
+    prices = Prices()
+    workload = Workload(items=items, avg_latency_ms=avg_latency_ms, retry_rate=retry_rate)
+    estimates = compare(workload, prices)
+    if as_json:
+        payload = {"prices": asdict(prices), "workload": asdict(workload)}
+        typer.echo(json.dumps(payload | {"estimates": [e.to_dict() for e in estimates]}, indent=2))
+        return
+    out.print(
+        f"[bold]AWS price inputs[/] ({prices.region} list prices as assumed on {prices.as_of};"
+        " inputs, not live)"
+    )
+    for name, value in asdict(prices).items():
+        if name not in ("as_of", "region"):
+            out.print(f"  {name:<40} ${value:g}")
+    out.print(
+        f"[bold]workload[/] {items:,} items · upstream {avg_latency_ms:g} ms · retry rate {retry_rate:g}"
+        f" · batch {workload.batch_size} · workers {workload.worker_memory_mb} MB arm64"
+    )
+    for estimate in estimates:
+        out.print(f"\n[bold]{estimate.name}[/]")
+        for line in estimate.lines:
+            out.print(
+                f"  {line.service:<15}{line.what:<72}{line.quantity:>16,.1f} {line.unit:<12}"
+                f"${line.cost:>10.4f}"
+            )
+        services = " · ".join(f"{s} ${c:.2f}" for s, c in estimate.by_service().items())
+        out.print(
+            f"  [bold]total ${estimate.total:,.2f}[/]"
+            f"  (${estimate.per_million_items:,.2f} per million items)  {services}"
+        )
+
+
 def main() -> None:
     app()
 

@@ -32,6 +32,8 @@ Faults (TikAPI and Zyte paths only): sleep ``latency_ms``, then draw the fault f
 rates. ``target`` is the username/user_id, ``secUid:cursor`` or the URL; ``attempt`` counts earlier
 calls with the same method, path and target, so each target sees the same sequence whatever the
 interleaving. Control from another process: ``GET``/``POST /_sandbox/faults``, ``GET /_sandbox/stats``.
+The ``slow`` kind is a latency spike, not an error: that call waits ``slow_ms`` more (default
+1500), then is answered normally.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ JSON = dict[str, Any]
 Api = Literal["tikapi", "zyte"]
 T = TypeVar("T")
 
-FAULT_KINDS: tuple[str, ...] = ("401", "403", "429", "500", "502", "503", "520", "timeout", "reset")
+FAULT_KINDS: tuple[str, ...] = (
+    "401", "403", "429", "500", "502", "503", "520", "timeout", "reset", "slow",
+)  # fmt: skip
+DEFAULT_SLOW_MS = 1500  # how long a "slow" call (a latency spike) waits on top of latency_ms
 SEC_UID_PREFIX = "MS4wLjABAAAA"
 PROBLEM_JSON = "application/problem+json"
 
@@ -83,11 +88,13 @@ def _check_rate(kind: str, rate: float, part: str) -> None:
 
 @dataclass(frozen=True)
 class Faults:
-    """Injected error rate per fault kind (0..1, adding up to at most 1) and a fixed latency."""
+    """Injected error rate per fault kind (0..1, adding up to at most 1) and a fixed latency;
+    a "slow" call waits `slow_ms` on top of that latency."""
 
     rates: dict[str, float]
     latency_ms: int = 0
     seed: int = 0
+    slow_ms: int = DEFAULT_SLOW_MS
 
     def __post_init__(self) -> None:
         for kind, rate in self.rates.items():
@@ -97,14 +104,16 @@ class Faults:
             raise ValueError(f"fault rates add up to {total:g}; at most 1 is possible")
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+        if self.slow_ms < 0:
+            raise ValueError(f"slow_ms must be >= 0, got {self.slow_ms}")
         # a private copy: the caller's dict must not change a running server's faults behind its lock
         object.__setattr__(self, "rates", {k: float(v) for k, v in self.rates.items()})
 
     def __hash__(self) -> int:  # the dict field would make the generated hash raise
-        return hash((self.spec(), self.latency_ms, self.seed))
+        return hash((self.spec(), self.latency_ms, self.seed, self.slow_ms))
 
     @classmethod
-    def parse(cls, spec: str, latency_ms: int = 0, seed: int = 0) -> Faults:
+    def parse(cls, spec: str, latency_ms: int = 0, seed: int = 0, slow_ms: int = DEFAULT_SLOW_MS) -> Faults:
         """Read "429=0.1,500=0.05,timeout=0.02"; "" means no faults."""
         rates: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -119,7 +128,7 @@ class Faults:
                 raise ValueError(f"fault {part!r}: {kind} is given twice")
             _check_rate(kind, rate, part)
             rates[kind] = rate
-        return cls(rates, latency_ms=latency_ms, seed=seed)
+        return cls(rates, latency_ms=latency_ms, seed=seed, slow_ms=slow_ms)
 
     def spec(self) -> str:
         """The canonical spec string, which `parse` reads back."""
@@ -528,7 +537,8 @@ _ZYTE_FAULTS: dict[str, tuple[str, str, str]] = {  # kind -> problem type, title
 
 
 def fault_reply(kind: str, api: Api) -> Reply:
-    """The answer for an injected fault (every kind but "reset", which sends nothing)."""
+    """The answer for an injected fault (every kind but "reset", which sends nothing, and "slow",
+    which is answered normally)."""
     status = 504 if kind == "timeout" else int(kind)
     headers = _RETRY_AFTER if status in (429, 503, 520) else {}
     if api == "tikapi":
@@ -555,6 +565,7 @@ class _FaultsUpdate(BaseModel):
     faults: str = ""
     latency_ms: int = Field(default=0, ge=0)
     seed: int | None = None
+    slow_ms: int = Field(default=DEFAULT_SLOW_MS, ge=0)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -630,9 +641,11 @@ class _Handler(BaseHTTPRequestHandler):
         stopping = sandbox._stopping
         if faults.latency_ms and stopping.wait(faults.latency_ms / 1000):
             return self._drop()
+        if kind == "slow" and stopping.wait(faults.slow_ms / 1000):
+            return self._drop()
         if kind == "reset" or (kind == "timeout" and stopping.wait(sandbox.timeout_hold_s)):
             return self._drop()
-        reply = answer() if kind is None else fault_reply(kind, api)
+        reply = answer() if kind in (None, "slow") else fault_reply(kind, api)
         if api == "zyte":
             reply = replace(reply, headers=reply.headers | {"request-id": str(uuid.uuid4())})
         self._send(reply)
@@ -808,7 +821,9 @@ class SandboxServer:
         try:
             update = _FaultsUpdate.model_validate_json(raw or b"{}")
             seed = self.faults.seed if update.seed is None else update.seed
-            self.set_faults(Faults.parse(update.faults, latency_ms=update.latency_ms, seed=seed))
+            self.set_faults(
+                Faults.parse(update.faults, latency_ms=update.latency_ms, seed=seed, slow_ms=update.slow_ms)
+            )
         except (ValidationError, ValueError) as error:
             return Reply(400, {"error": str(error)})
         return Reply(200, self._faults_body())

@@ -385,3 +385,27 @@ def test_fault_answers_speak_each_protocol():
     assert fault_reply("timeout", "zyte").status == 504
     assert fault_reply("401", "zyte").body["type"] == "/auth/key-not-found"
     assert fault_reply("403", "tikapi").body["message"] == "Invalid API key"
+
+
+# --------------------------------------------------------------------------- latency spikes ("slow")
+
+
+def test_slow_is_a_fault_kind_with_its_own_delay():
+    faults = Faults.parse("slow=0.25,500=0.1", slow_ms=800)
+    default = Faults.parse("slow=0.25")
+
+    assert "slow" in FAULT_KINDS
+    assert faults.rates == {"slow": 0.25, "500": 0.1}
+    assert (faults.slow_ms, default.slow_ms) == (800, 1500)
+    assert Faults.parse(faults.spec(), slow_ms=800) == faults
+    assert hash(faults) != hash(Faults.parse(faults.spec(), slow_ms=801))
+
+
+def test_slow_counts_towards_the_total_rate_and_is_drawn_like_any_kind():
+    always = Faults.parse("slow=1.0")
+
+    assert {always.decide("GET", "/public/check", f"u{n}", 0) for n in range(100)} == {"slow"}
+    with pytest.raises(ValueError, match="add up to"):
+        Faults.parse("slow=0.6,429=0.6")
+    with pytest.raises(ValueError, match="slow_ms"):
+        Faults.parse("slow=0.1", slow_ms=-1)

@@ -58,6 +58,20 @@ class Container:
         return self.module.handle(event, LocalContext(self.function), self.deps)
 
 
+@dataclass(frozen=True)
+class CrashedBatch:
+    """A worker invocation killed by `crash_next_worker_invocation`: its whole batch stays
+    in flight on `queue_url` until the queue's VisibilityTimeout, as after a runtime crash."""
+
+    queue_url: str
+    receipt_handles: list[str]
+    handled: int  # messages the handler processed (records written) before the crash
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by a worker invocation chosen by `crash_next_worker_invocation`."""
+
+
 @dataclass
 class Progress:
     processed: Counter[str]  # job_id -> first-page messages deleted
@@ -78,6 +92,8 @@ class LocalRuntime:
         self._threads: list[threading.Thread] = []
         self.progress = Progress(processed=Counter(), continuations=Counter())
         self._work_queues = [s.queue_url for f in stack.workers() for s in f.event_sources]
+        self._crash_next: str | None = None  # queue name whose next invocation crashes (chaos hook)
+        self.crashed: list[CrashedBatch] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
@@ -214,7 +230,18 @@ class LocalRuntime:
     ) -> None:
         event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
         try:
+            if self._take_crash(source.queue_url):
+                handled = max(1, len(messages) // 2)
+                container.invoke({"Records": event["Records"][:handled]})
+                self.crashed.append(
+                    CrashedBatch(source.queue_url, [m["ReceiptHandle"] for m in messages], handled)
+                )
+                raise InjectedCrash(f"worker crashed after {handled} of {len(messages)} messages")
             result = container.invoke(event) or {}
+        except InjectedCrash as crash:
+            self.progress.errors += 1
+            log.warning("worker invocation crashed (injected): %s", crash)
+            return
         except Exception:
             # As on AWS: the whole batch stays on the queue until its visibility timeout ends.
             self.progress.errors += 1
@@ -236,6 +263,23 @@ class LocalRuntime:
             counter = self.progress.continuations if body.get("page", 0) else self.progress.processed
             counter[body.get("job_id", "?")] += 1
 
+    # ------------------------------------------------------------------ chaos hook
+    def crash_next_worker_invocation(self, queue_url: str) -> None:
+        """Chaos testing only: the next worker invocation on `queue_url` runs the first half of
+        its batch through the handler (so those records are written), then dies before it
+        returns, like a Lambda runtime killed mid-batch. Nothing is deleted: the whole batch
+        comes back after the queue's VisibilityTimeout and is processed again, overwriting the
+        same objects. The batch is appended to `self.crashed`."""
+        with self._lock:
+            self._crash_next = _queue_name(queue_url)
+
+    def _take_crash(self, queue_url: str) -> bool:
+        with self._lock:
+            if self._crash_next != _queue_name(queue_url):  # stack outputs and pollers spell URLs apart
+                return False
+            self._crash_next = None
+            return True
+
     # ------------------------------------------------------------------ state
     def idle(self) -> bool:
         """Nothing queued for the producer, no invocation running, every work queue empty."""
@@ -243,6 +287,10 @@ class LocalRuntime:
             if self._busy:
                 return False
         return all(queue_depth(self.sqs, q) == 0 for q in self._work_queues)
+
+
+def _queue_name(queue_url: str) -> str:
+    return queue_url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _body(message: dict[str, Any]) -> dict[str, Any]:

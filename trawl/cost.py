@@ -1,0 +1,252 @@
+"""What a job costs on AWS (`trawl cost`): trawl's SQS fan-out next to a Step Functions
+Distributed Map doing the same work. Pure arithmetic over list prices that are inputs (a frozen
+dataclass), never fetched live; every line says what it counts, so the result can be checked by
+hand. Free tiers are ignored: they are per account, not per job."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Prices:
+    """us-east-1 on-demand list prices in USD, as assumed on `as_of`; inputs, not live prices."""
+
+    as_of: str = "2025-06-01"
+    region: str = "us-east-1"
+    sqs_per_million_requests: float = 0.40  # standard queue; one request per 64 KB chunk
+    lambda_per_million_requests: float = 0.20
+    lambda_arm64_per_gb_second: float = 0.0000133334  # first pricing tier (6 B GB-s a month)
+    s3_put_per_thousand: float = 0.005  # PUT, COPY, POST, LIST (S3 Standard)
+    s3_get_per_thousand: float = 0.0004  # GET, SELECT and all other requests
+    sfn_standard_per_thousand_transitions: float = 0.025
+    sfn_express_per_million_requests: float = 1.00
+    sfn_express_per_gb_second: float = 0.00001667  # first tier; billed per 100 ms, 64 MB minimum
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One job (or a day of jobs): what drives the request counts. Defaults are trawl's template
+    defaults (batch 10, workers 512 MB, producer 1024 MB) and round-number assumptions."""
+
+    items: int
+    avg_latency_ms: float = 2_000.0  # one upstream call; a batch's items run concurrently
+    invocation_overhead_ms: float = 100.0  # per worker invocation: S3 PUTs, SQS calls, JSON
+    batch_size: int = 10  # WorkerBatchSize
+    worker_memory_mb: int = 512
+    producer_memory_mb: int = 1024
+    producer_items_per_second: float = 2_000.0  # validate, dedupe, SendMessageBatch
+    retry_rate: float = 0.05  # share of deliveries that fail retryably and come back
+    continuations_per_item: float = 0.0  # tiktok/videos: extra messages for later pages
+    records_per_item: float = 1.0  # tiktok/videos: one record per video
+    jobs: int = 1  # input files: each has a manifest and rejects.csv
+    query_reads_per_record: float = 1.0  # GETs by Athena/DuckDB reading the output once
+    sfn_items_per_child: int = 1  # Distributed Map ItemBatcher size (1 = one child per item)
+    sfn_express_memory_mb: int = 64  # an Express child waiting on Lambda bills the 64 MB minimum
+
+    def __post_init__(self) -> None:
+        if self.items < 0 or self.batch_size < 1 or self.sfn_items_per_child < 1 or self.jobs < 1:
+            raise ValueError("items >= 0, batch_size >= 1, sfn_items_per_child >= 1 and jobs >= 1")
+        if not 0.0 <= self.retry_rate < 1.0:
+            raise ValueError(f"retry_rate must be in [0, 1), got {self.retry_rate}")
+        if self.avg_latency_ms < 0 or self.invocation_overhead_ms < 0 or self.producer_items_per_second <= 0:
+            raise ValueError("latencies must be >= 0 and producer_items_per_second > 0")
+
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    what: str
+    quantity: float
+    unit: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    name: str
+    items: int
+    lines: tuple[Line, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> float:
+        return sum(line.cost for line in self.lines)
+
+    @property
+    def per_million_items(self) -> float:
+        return self.total / self.items * 1_000_000 if self.items else 0.0
+
+    def by_service(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for line in self.lines:
+            totals[line.service] = totals.get(line.service, 0.0) + line.cost
+        return totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "items": self.items,
+            "total_usd": self.total,
+            "per_million_items_usd": self.per_million_items,
+            "by_service_usd": self.by_service(),
+            "lines": [asdict(line) for line in self.lines],
+        }
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def deliveries_per_message(retry_rate: float) -> float:
+    """Expected receives of one message when each fails independently with `retry_rate`
+    (geometric; the DLQ cap is ignored, which overestimates slightly)."""
+    return 1.0 / (1.0 - retry_rate)
+
+
+def sqs(quantity: float, what: str, p: Prices) -> Line:
+    return Line("SQS", what, quantity, "requests", quantity * p.sqs_per_million_requests / 1e6)
+
+
+def lambda_lines(name: str, invocations: float, seconds: float, memory_mb: int, p: Prices) -> list[Line]:
+    gb_seconds = invocations * seconds * memory_mb / 1024
+    return [
+        Line(
+            "Lambda",
+            f"{name} requests",
+            invocations,
+            "requests",
+            invocations * p.lambda_per_million_requests / 1e6,
+        ),
+        Line(
+            "Lambda",
+            f"{name} duration ({memory_mb} MB x {seconds:.2f} s, arm64)",
+            gb_seconds,
+            "GB-s",
+            gb_seconds * p.lambda_arm64_per_gb_second,
+        ),
+    ]
+
+
+def s3_put(quantity: float, what: str, p: Prices) -> Line:
+    return Line("S3", what, quantity, "PUT", quantity * p.s3_put_per_thousand / 1e3)
+
+
+def s3_get(quantity: float, what: str, p: Prices) -> Line:
+    return Line("S3", what, quantity, "GET", quantity * p.s3_get_per_thousand / 1e3)
+
+
+def _worker_seconds(w: Workload) -> float:
+    return (w.avg_latency_ms + w.invocation_overhead_ms) / 1000
+
+
+def _output_lines(w: Workload, p: Prices) -> list[Line]:
+    records = w.items * w.records_per_item
+    return [
+        s3_put(records, "one object per record", p),
+        s3_put(3 * w.jobs, "manifest (start, end) + rejects.csv per job", p),
+        s3_get(records * w.query_reads_per_record, "reading every record once (Athena/DuckDB)", p),
+    ]
+
+
+# --------------------------------------------------------------------------- the two designs
+
+
+def trawl_estimate(w: Workload, p: Prices | None = None) -> Estimate:
+    """S3 -> producer Lambda -> SQS (batches of 10) -> worker Lambdas -> S3."""
+    p = p or Prices()
+    messages = w.items * (1 + w.continuations_per_item)
+    deliveries = messages * deliveries_per_message(w.retry_rate)
+    invocations = math.ceil(deliveries / w.batch_size)
+    producer_s = w.items / w.producer_items_per_second
+    # a producer invocation checkpoints and continues before its 900 s timeout (60 s margin)
+    producer_invocations = max(w.jobs, math.ceil(producer_s / 840))
+    lines = [
+        sqs(math.ceil(w.items / 10), "SendMessageBatch (10 items a request)", p),
+        sqs(w.items * w.continuations_per_item, "SendMessage for continuation pages", p),
+        sqs(invocations, "ReceiveMessage (one per worker batch)", p),
+        sqs(invocations, "DeleteMessageBatch (successes of a batch)", p),
+        sqs(deliveries - messages, "ChangeMessageVisibility (backoff per retried delivery)", p),
+        *lambda_lines(
+            "producer", producer_invocations, producer_s / producer_invocations, w.producer_memory_mb, p
+        ),
+        *lambda_lines("worker", invocations, _worker_seconds(w), w.worker_memory_mb, p),
+        s3_get(producer_invocations, "producer streams the input CSV", p),
+        s3_put(producer_invocations, "producer checkpoint per invocation", p),
+        *_output_lines(w, p),
+    ]
+    return Estimate("trawl: SQS fan-out + Lambda", w.items, tuple(lines))
+
+
+def step_functions_estimate(w: Workload, p: Prices | None = None, express: bool = False) -> Estimate:
+    """The same job as a Step Functions Distributed Map: ItemReader over the CSV, ItemBatcher of
+    `sfn_items_per_child`, one child workflow per batch running one Lambda Task with Retry.
+    Without per-item partial failures a child retries its whole batch when any item fails."""
+    p = p or Prices()
+    k = w.sfn_items_per_child
+    children = math.ceil(w.items * (1 + w.continuations_per_item) / k)
+    attempts = 1.0 / (1.0 - w.retry_rate) ** k  # a Task attempt succeeds only if all k items do
+    invocations = children * attempts
+    seconds = _worker_seconds(w)
+    parent = 3 * w.jobs  # start, the Map state, the end
+    lines = [
+        Line(
+            "Step Functions",
+            "parent transitions + 1 transition per child execution started (Distributed Map)",
+            parent + children,
+            "transitions",
+            (parent + children) * p.sfn_standard_per_thousand_transitions / 1e3,
+        ),
+    ]
+    if express:
+        billed_s = math.ceil(seconds * attempts * 10) / 10  # per 100 ms
+        gb_seconds = children * billed_s * w.sfn_express_memory_mb / 1024
+        lines += [
+            Line(
+                "Step Functions",
+                "Express child executions",
+                children,
+                "requests",
+                children * p.sfn_express_per_million_requests / 1e6,
+            ),
+            Line(
+                "Step Functions",
+                f"Express child duration ({w.sfn_express_memory_mb} MB x {billed_s:.1f} s)",
+                gb_seconds,
+                "GB-s",
+                gb_seconds * p.sfn_express_per_gb_second,
+            ),
+        ]
+    else:
+        lines.append(
+            Line(
+                "Step Functions",
+                "Standard child transitions (the Task state, once per attempt)",
+                invocations,
+                "transitions",
+                invocations * p.sfn_standard_per_thousand_transitions / 1e3,
+            )
+        )
+    lines += [
+        *lambda_lines("worker", invocations, seconds, w.worker_memory_mb, p),
+        s3_get(w.jobs, "ItemReader reads the input CSV", p),
+        *_output_lines(w, p),
+    ]
+    kind = "Express" if express else "Standard"
+    return Estimate(
+        f"Step Functions Distributed Map ({kind} children, {k} item(s) per child)", w.items, tuple(lines)
+    )
+
+
+def compare(w: Workload, p: Prices | None = None) -> list[Estimate]:
+    """trawl next to Distributed Map with Standard and Express children, one item per child
+    and batched like trawl's SQS batches (ItemBatcher = WorkerBatchSize)."""
+    p = p or Prices()
+    batched = Workload(**{**asdict(w), "sfn_items_per_child": w.batch_size})
+    return [
+        trawl_estimate(w, p),
+        step_functions_estimate(w, p),
+        step_functions_estimate(batched, p),
+        step_functions_estimate(w, p, express=True),
+        step_functions_estimate(batched, p, express=True),
+    ]
