@@ -283,8 +283,8 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> ChaosReport:
         timings["faulty run"] = time.monotonic() - phase
 
         dead = {p: dead_letters(stack, p) for p in stack.platforms}
-        in_dlq = Counter(body.get("job_id") for found in dead.values() for _, body in found)
-        dead_keys = {(b.get("job_id"), b.get("item_key")) for found in dead.values() for _, b in found}
+        in_dlq = Counter(body.get("job_id") for found in dead.values() for body in found)
+        dead_keys = {(b.get("job_id"), b.get("item_key")) for found in dead.values() for b in found}
 
         phase = time.monotonic()
         session.sandbox.set_faults(Faults({}))

@@ -212,11 +212,12 @@ def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
             f"  written ok {s.written_ok} · written with a permanent status {s.written_permanent}"
             f" · dead-lettered {s.dead_lettered} · in flight {s.in_flight}"
         )
+        data_dir = Path(s.data_dir or ".")
         if s.output_prefix:
-            local = Path(s.data_dir) / s.output_prefix.split("/", 3)[3]
+            local = data_dir / s.output_prefix.split("/", 3)[3]
             out.print(f"  records: {s.output_prefix}\n           copied to {local}")
         if s.rejected:
-            out.print(f"  rejects: {Path(s.data_dir) / 'jobs' / s.job_id / 'rejects.csv'}")
+            out.print(f"  rejects: {data_dir / 'jobs' / s.job_id / 'rejects.csv'}")
 
 
 @app.command()

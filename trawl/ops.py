@@ -7,42 +7,12 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from models import JobManifest
-from trawl.local.pipeline import load_manifest
+from trawl.local.pipeline import JobSummary, dead_letters, load_manifest, message_body, release
 from trawl.local.stack import Stack, queue_depth
-
-
-@dataclass
-class JobStatus:
-    job_id: str
-    input_key: str
-    platform: str | None
-    kind: str | None
-    status: str  # the producer's status: running, enqueued, failed
-    message: str | None
-    rows: int
-    enqueued: int
-    duplicates: int
-    rejected: int
-    written_ok: int
-    written_permanent: int
-    dead_lettered: int
-    in_flight: int
-
-    @property
-    def state(self) -> str:
-        """done, failed (job failed or items dead-lettered) or running."""
-        if self.status == "failed" or (
-            self.in_flight == 0 and self.dead_lettered and self.status != "running"
-        ):
-            return "failed"
-        return "done" if self.status == "enqueued" and self.in_flight == 0 else "running"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"state": self.state}
 
 
 def _job_records(stack: Stack, m: JobManifest) -> list[dict[str, Any]]:
@@ -69,71 +39,21 @@ def _job_records(stack: Stack, m: JobManifest) -> list[dict[str, Any]]:
         return list(pool.map(read, keys))
 
 
-def dead_letters(stack: Stack, platform: str) -> list[tuple[str, dict[str, Any]]]:
-    """(receipt handle, body) of every DLQ message, all made visible again before returning."""
-    sqs = stack.endpoint.client("sqs")
-    url = stack.dlq_url(platform)
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-            "Messages", []
-        )
-        fresh = [m for m in messages if m["MessageId"] not in found]
-        if not fresh:
-            break
-        for m in fresh:
-            found[m["MessageId"]] = (m["ReceiptHandle"], _body(m["Body"]))
-    _release(sqs, url, [handle for handle, _ in found.values()])
-    return list(found.values())
-
-
-def _body(text: str) -> dict[str, Any]:
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _release(sqs: Any, url: str, handles: list[str]) -> None:
-    for start in range(0, len(handles), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-            for i, h in enumerate(handles[start : start + 10])
-        ]
-        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
-
-
-def job_status(stack: Stack, job_id: str) -> JobStatus:
+def job_status(stack: Stack, job_id: str) -> JobSummary:
     m = load_manifest(stack, job_id)
     if m is None:
         raise LookupError(
             f"no job {job_id} in s3://{stack.bucket}/jobs/ (see `trawl status` for recent jobs)"
         )
     records = _job_records(stack, m) if m.platform else []
-    statuses = Counter(r.get("status") for r in records)
     settled_rows = {r.get("source", {}).get("row") for r in records}
-    dead = [body for _, body in dead_letters(stack, m.platform)] if m.platform else []
+    dead = dead_letters(stack, m.platform) if m.platform else []
     dead_rows = {b.get("source", {}).get("row") for b in dead if b.get("job_id") == job_id}
     # An item is settled once it has a record (per video for tiktok/videos: its row has one) or
     # sits in the DLQ; what is neither is still on its way.
     in_flight = max(0, m.enqueued - len(settled_rows | dead_rows)) if m.status != "failed" else 0
-    return JobStatus(
-        job_id=job_id,
-        input_key=m.input.key,
-        platform=m.platform,
-        kind=m.kind,
-        status=m.status,
-        message=m.message,
-        rows=m.rows_read,
-        enqueued=m.enqueued,
-        duplicates=m.duplicates,
-        rejected=m.rejected,
-        written_ok=statuses["ok"],
-        written_permanent=sum(n for s, n in statuses.items() if s != "ok"),
-        dead_lettered=len(dead_rows),
-        in_flight=in_flight,
-    )
+    statuses = Counter(str(r.get("status")) for r in records)
+    return JobSummary.of(stack.bucket, m, statuses, len(dead_rows), in_flight, None)
 
 
 def recent_jobs(stack: Stack, limit: int = 20) -> list[JobManifest]:
@@ -170,7 +90,7 @@ def redrive(
     sqs = stack.endpoint.client("sqs")
     dlq, work = stack.dlq_url(platform), stack.queue_url(platform)
     if dry_run:
-        bodies = [body for _, body in dead_letters(stack, platform)]
+        bodies = dead_letters(stack, platform)
         matched = [b for b in bodies if job_id is None or b.get("job_id") == job_id]
         n = len(matched) if limit is None else min(limit, len(matched))
         return RedriveResult("dry run", 0, n, len(bodies))
@@ -206,7 +126,7 @@ def _move_one_by_one(
         if not fresh:
             break
         seen.update(m["MessageId"] for m in fresh)
-        wanted = [m for m in fresh if job_id is None or _body(m["Body"]).get("job_id") == job_id]
+        wanted = [m for m in fresh if job_id is None or message_body(m["Body"]).get("job_id") == job_id]
         if limit is not None:
             wanted = wanted[: limit - moved]
         skipped += [m["ReceiptHandle"] for m in fresh if m not in wanted]
@@ -225,5 +145,5 @@ def _move_one_by_one(
             moved += len(sent)
         if on_progress:
             on_progress(moved, total)
-    _release(sqs, dlq, skipped)
+    release(sqs, dlq, skipped)
     return RedriveResult("receive-send-delete", moved, moved, queue_depth(sqs, dlq), note)

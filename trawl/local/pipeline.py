@@ -27,11 +27,13 @@ LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "
 
 @dataclass
 class JobSummary:
+    """What users see of a job (DESIGN.md, "Commands"): `run`, `demo` and `status` print it."""
+
     job_id: str
     input_key: str
     platform: str | None
     kind: str | None
-    status: str
+    status: str  # the producer's: running, enqueued, failed
     message: str | None
     rows: int
     enqueued: int
@@ -42,14 +44,57 @@ class JobSummary:
     dead_lettered: int
     in_flight: int
     output_prefix: str | None
-    data_dir: str
+    data_dir: str | None
+
+    @classmethod
+    def of(
+        cls,
+        bucket: str,
+        m: JobManifest,
+        statuses: Counter[str],
+        dead_lettered: int,
+        in_flight: int,
+        data_dir: Path | None,
+    ) -> JobSummary:
+        prefix = (
+            f"s3://{bucket}/output/platform={m.platform}/kind={m.kind}/dt={m.job_date}/"
+            if m.platform
+            else None
+        )
+        return cls(
+            job_id=m.job_id,
+            input_key=m.input.key,
+            platform=m.platform,
+            kind=m.kind,
+            status=m.status,
+            message=m.message,
+            rows=m.rows_read,
+            enqueued=m.enqueued,
+            duplicates=m.duplicates,
+            rejected=m.rejected,
+            written_ok=statuses["ok"],
+            written_permanent=sum(n for s, n in statuses.items() if s != "ok"),
+            dead_lettered=dead_lettered,
+            in_flight=in_flight,
+            output_prefix=prefix,
+            data_dir=str(data_dir) if data_dir else None,
+        )
+
+    @property
+    def state(self) -> str:
+        """done, failed (the job failed, or items are in the DLQ and nothing is left) or running."""
+        if self.status == "failed" or (
+            self.status != "running" and self.in_flight == 0 and self.dead_lettered
+        ):
+            return "failed"
+        return "done" if self.status == "enqueued" and self.in_flight == 0 else "running"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"state": self.state}
 
     @property
     def succeeded(self) -> bool:
-        return self.status != "failed" and self.dead_lettered == 0 and self.in_flight == 0
+        return self.state == "done"
 
 
 class Session(Protocol):
@@ -163,31 +208,44 @@ def _depth(sqs: Any, url: str) -> int:
     )
 
 
-def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
-    """Count DLQ messages per job by reading them all and making them visible again."""
+def dead_letters(stack: Stack, platform: str) -> list[dict[str, Any]]:
+    """The body of every message in the platform's DLQ; all are visible again on return."""
     sqs = stack.endpoint.client("sqs")
     url = stack.dlq_url(platform)
-    counts: Counter[str] = Counter()
-    handles: list[str] = []
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
     while True:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
             "Messages", []
         )
-        if not messages:
+        fresh = [m for m in messages if m["MessageId"] not in found]
+        if not fresh:
             break
-        for message in messages:
-            try:
-                counts[json.loads(message["Body"]).get("job_id", "?")] += 1
-            except ValueError:
-                counts["?"] += 1
-            handles.append(message["ReceiptHandle"])
+        for m in fresh:
+            found[m["MessageId"]] = (m["ReceiptHandle"], message_body(m["Body"]))
+    release(sqs, url, [handle for handle, _ in found.values()])
+    return [body for _, body in found.values()]
+
+
+def dead_letters_by_job(stack: Stack, platform: str) -> Counter[str]:
+    return Counter(str(body.get("job_id", "?")) for body in dead_letters(stack, platform))
+
+
+def message_body(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def release(sqs: Any, url: str, handles: list[str]) -> None:
+    """Make received messages visible again at once."""
     for start in range(0, len(handles), 10):
         entries = [
             {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
             for i, h in enumerate(handles[start : start + 10])
         ]
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
-    return counts
 
 
 def copy_to_data_dir(stack: Stack, data_dir: Path, prefixes: tuple[str, ...] = ("output/", "jobs/")) -> int:
@@ -224,33 +282,9 @@ def record_statuses(data_dir: Path, manifest: JobManifest) -> Counter[str]:
     return statuses
 
 
-def summarise(
-    stack: Stack, job_id: str, data_dir: Path, dead: Counter[str], in_flight: int = 0
-) -> JobSummary:
+def summarise(stack: Stack, job_id: str, data_dir: Path, dead: Counter[str]) -> JobSummary:
     manifest = load_manifest(stack, job_id)
     if manifest is None:
         raise RuntimeError(f"job {job_id} has no manifest: the producer never ran for it")
     statuses = record_statuses(data_dir, manifest) if manifest.platform else Counter()
-    prefix = (
-        f"s3://{stack.bucket}/output/platform={manifest.platform}/kind={manifest.kind}/dt={manifest.job_date}/"
-        if manifest.platform
-        else None
-    )
-    return JobSummary(
-        job_id=job_id,
-        input_key=manifest.input.key,
-        platform=manifest.platform,
-        kind=manifest.kind,
-        status=manifest.status,
-        message=manifest.message,
-        rows=manifest.rows_read,
-        enqueued=manifest.enqueued,
-        duplicates=manifest.duplicates,
-        rejected=manifest.rejected,
-        written_ok=statuses["ok"],
-        written_permanent=sum(n for s, n in statuses.items() if s != "ok"),
-        dead_lettered=dead[job_id],
-        in_flight=in_flight,
-        output_prefix=prefix,
-        data_dir=str(data_dir),
-    )
+    return JobSummary.of(stack.bucket, manifest, statuses, dead[job_id], 0, data_dir)
