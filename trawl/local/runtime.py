@@ -6,11 +6,13 @@ to the DLQ after maxReceiveCount, exactly as SQS does."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -44,6 +46,15 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def _logs_to_stderr() -> None:
+    """On Lambda the handlers log to stdout (CloudWatch); locally stdout carries the CLI's own
+    output (`--json` summaries), so the handlers' log lines go to stderr instead."""
+    for handler in logging.getLogger("trawl").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is not sys.stderr:
+            with handler.lock or contextlib.nullcontext():
+                handler.stream = sys.stderr  # not setStream(): it flushes the old stream, which may be closed
+
+
 class Container:
     """One warm execution environment: the handler module's deps, built once from the
     function's environment, reused by every invocation it serves."""
@@ -52,6 +63,7 @@ class Container:
         module_name, _, _ = function.handler.rpartition(".")
         self.function = function
         self.module = importlib.import_module(module_name)
+        _logs_to_stderr()
         self.deps = self.module.build_deps(env, **build_kwargs)
 
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -207,13 +219,19 @@ class LocalRuntime:
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
         container: Container | None = None
         while not self._stop.is_set():
-            messages = self.sqs.receive_message(
-                QueueUrl=source.queue_url,
-                MaxNumberOfMessages=source.batch_size,
-                WaitTimeSeconds=1,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=source.queue_url,
+                    MaxNumberOfMessages=source.batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                # Like Lambda's pollers, keep polling whatever one call did.
+                log.exception("receiving from %s failed; polling on", source.queue_url)
+                self._stop.wait(0.5)
+                continue
             if not messages:
                 continue
             with self._lock:
@@ -221,6 +239,9 @@ class LocalRuntime:
             try:
                 container = container or Container(function, self._env(function))
                 self._invoke_worker(container, source, messages)
+            except Exception:
+                self.progress.errors += 1
+                log.exception("invoking %s failed; its messages return after their visibility timeout", function.name)
             finally:
                 with self._lock:
                     self._busy -= 1

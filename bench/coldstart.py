@@ -1,0 +1,145 @@
+"""Cold-start benchmark (`python -m bench.coldstart`): how long importing each handler module
+takes in a fresh interpreter (`python -X importtime -c "import <handler>"`, median of 5), the
+most expensive packages under it, and any package a handler imports but has no use for
+(the local runtime, CLI and dev tools must never reach a Lambda artifact)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from bench.common import table, verdict
+
+HANDLERS = {"producer.handler": "producer", "workers.handler": "workers"}
+TARGET_MS = 300.0
+# Never in a handler: they belong to the local runtime, the CLI or development.
+FORBIDDEN = {
+    "trawl",
+    "moto",
+    "duckdb",
+    "rich",
+    "typer",
+    "yaml",
+    "samtranslator",
+    "cfnlint",
+    "werkzeug",
+    "flask",
+    "pytest",
+    "bench",
+    "tests",
+}
+# What each handler needs (with the packages those pull in); anything else is listed for review.
+RUNTIME = {
+    "models",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "dateutil",
+    "urllib3",
+    "six",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_extensions",
+    "typing_inspection",
+    "aws_lambda_powertools",
+}
+# httpx/__init__ imports its CLI (click, rich, pygments) and decoders (brotli, zstandard) when they
+# are installed: the dev venv has them (typer), deploy/requirements-worker.txt does not ship them.
+HTTPX_EXTRAS = {"click", "rich", "pygments", "brotli", "brotlicffi", "zstandard"}
+# Probed and missing (pickle's Jython check `import org.python.core`), not a dependency.
+IGNORED = {"org"}
+EXPECTED = {
+    "producer": RUNTIME | {"producer"},
+    "workers": RUNTIME | {"workers", "httpx", "httpcore", "h11", "anyio", "sniffio", "idna", "certifi"},
+}
+
+
+@dataclass
+class ImportRun:
+    total_us: int  # cumulative of the handler's own package chain
+    self_us_by_package: dict[str, int] = field(default_factory=dict)
+    packages: set[str] = field(default_factory=set)
+
+
+def import_once(module: str) -> ImportRun:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    own = module.split(".")[0]
+    run = ImportRun(total_us=0)
+    by_package: dict[str, int] = defaultdict(int)
+    subtree: list[tuple[str, int]] = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = line[len("import time:") :].split("|")
+        top = name.strip().split(".")[0]
+        subtree.append((top, int(self_us)))
+        if name.startswith("  "):
+            continue
+        # -X importtime prints a module after its children, so a top-level line closes its
+        # subtree; those of interpreter start-up (site, encodings) come before the -c import.
+        if top == own:
+            run.total_us += int(cumulative_us)
+            for package, us in subtree:
+                by_package[package] += us
+                run.packages.add(package)
+        subtree = []
+    run.self_us_by_package = dict(by_package)
+    return run
+
+
+def _third_party(packages: set[str]) -> set[str]:
+    names = {p for p in packages if p not in sys.stdlib_module_names and not p.startswith("_")}
+    return names - IGNORED
+
+
+def measure(module: str, repeats: int) -> tuple[float, dict[str, float], set[str]]:
+    runs = [import_once(module) for _ in range(repeats)]
+    total_ms = statistics.median(r.total_us for r in runs) / 1000
+    packages = set().union(*(r.packages for r in runs))
+    cost = {p: statistics.median(r.self_us_by_package.get(p, 0) for r in runs) / 1000 for p in packages}
+    return total_ms, cost, packages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"coldstart: import time of each handler in a fresh interpreter, median of {args.repeats}")
+    summary, details = [], []
+    for module, own in HANDLERS.items():
+        total_ms, cost, packages = measure(module, args.repeats)
+        third = _third_party(packages)
+        forbidden = sorted(third & FORBIDDEN)
+        unexpected = sorted(third - EXPECTED[own] - FORBIDDEN)
+        summary.append([module, f"{total_ms:.0f}", f"{TARGET_MS:.0f}", verdict(total_ms <= TARGET_MS)])
+        top = sorted(cost.items(), key=lambda kv: kv[1], reverse=True)[:10]
+        details.append((module, top, forbidden, unexpected))
+    print(table(["handler", "import ms", "target ms", "verdict"], summary))
+    for module, top, forbidden, unexpected in details:
+        print(f"\n{module}: 10 most expensive packages (own import time, all modules of the package)")
+        print(table(["package", "ms"], [[name, f"{ms:.1f}"] for name, ms in top]))
+        print(f"forbidden imports (must not appear): {_listed(forbidden)}")
+        print(f"other third-party imports to review: {_listed(unexpected)}")
+    print(
+        "\n* httpx imports these when installed; the dev venv has them, the Lambda artifact does not"
+        "\n  (deploy/requirements-*.txt). boto3 is imported by the first client, in build_deps."
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"{n}*" if n in HTTPX_EXTRAS else n for n in names) or "none"
+
+
+if __name__ == "__main__":
+    main()
