@@ -241,7 +241,9 @@ class LocalRuntime:
                 self._invoke_worker(container, source, messages)
             except Exception:
                 self.progress.errors += 1
-                log.exception("invoking %s failed; its messages return after their visibility timeout", function.name)
+                log.exception(
+                    "invoking %s failed; its messages wait out their visibility timeout", function.name
+                )
             finally:
                 with self._lock:
                     self._busy -= 1
