@@ -52,3 +52,34 @@ def test_detached_dispatch_keeps_messages_for_the_local_runtime() -> None:
             assert message["Body"] == "kept"
     finally:
         delattr(sqs_models.Queue, "lambda_event_source_mappings")
+
+
+def test_queue_changes_are_serialised_with_sends() -> None:
+    import threading
+
+    from trawl.local.motoserver import serialise_queue_changes
+
+    original = sqs_models.Queue.delete_message, sqs_models.SQSBackend.receive_message
+    serialise_queue_changes()
+    try:
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            url = sqs.create_queue(QueueName="serial")["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody="x")
+            [message] = sqs.receive_message(QueueUrl=url)["Messages"]
+            queue = sqs_models.sqs_backends["123456789012"]["us-east-1"].queues["serial"]
+            deleted = threading.Event()
+
+            def delete() -> None:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                deleted.set()
+
+            with queue._messages_lock:  # a send holds this lock while it appends
+                worker = threading.Thread(target=delete)
+                worker.start()
+                assert not deleted.wait(0.3), "delete_message ran while a send held the queue"
+            worker.join(5)
+            assert deleted.is_set()
+            assert queue.approximate_number_of_messages == 0
+    finally:
+        sqs_models.Queue.delete_message, sqs_models.SQSBackend.receive_message = original  # type: ignore[method-assign]

@@ -1,5 +1,6 @@
-"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's two small,
-version-pinned adjustments applied first. Run as `python -m trawl.local.motoserver PORT`.
+"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's three small,
+version-pinned adjustments applied first (moto_clock.py and the two below).
+Run as `python -m trawl.local.motoserver PORT`.
 
 It runs in its own process so moto's request handling does not share a GIL with the
 handlers the local runtime invokes (the machine has two cores; one process would use one)."""
@@ -10,6 +11,8 @@ import argparse
 import logging
 from typing import Any
 
+import moto.sqs.models as sqs_models
+
 from trawl.local.moto_clock import patch_moto_sqs_clock
 
 
@@ -18,7 +21,6 @@ def detach_moto_lambda_dispatch() -> None:
     here), then deletes the messages. In the local default trawl's LocalRuntime is the Lambda
     service, so queues get a mapping table that forgets what is put in it. The mappings stay
     readable through moto's Lambda API, which is where the runtime reads them from."""
-    import moto.sqs.models as sqs_models
 
     def _get(self: Any) -> dict[str, Any]:
         return {}
@@ -29,12 +31,39 @@ def detach_moto_lambda_dispatch() -> None:
     sqs_models.Queue.lambda_event_source_mappings = property(_get, _set)  # type: ignore[assignment]
 
 
+def serialise_queue_changes() -> None:
+    """moto 5.2.x rebuilds a queue's message list in delete_message without the queue's lock that
+    send (add_message) holds, and moves messages to the DLQ during receive without it either. Under
+    the local runtime's concurrency (the producer sending while workers delete) a send can be
+    undone or a delete lost: a message vanishes, or comes back after its visibility timeout
+    (6 minutes). Delete and receive now take the queue's own (re-entrant) lock; a long-polling
+    receive still releases it while it waits."""
+    queue_cls = sqs_models.Queue
+    backend_cls = sqs_models.SQSBackend
+    if getattr(queue_cls.delete_message, "trawl_serialised", False):
+        return
+    delete, receive = queue_cls.delete_message, backend_cls.receive_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            delete(self, receipt_handle)
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        with self.get_queue(queue_name)._messages_lock:
+            return receive(self, queue_name, *args, **kwargs)
+
+    delete_message.trawl_serialised = True  # type: ignore[attr-defined]
+    queue_cls.delete_message = delete_message  # type: ignore[method-assign]
+    backend_cls.receive_message = receive_message  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("port", type=int)
     args = parser.parse_args()
     patch_moto_sqs_clock()
     detach_moto_lambda_dispatch()
+    serialise_queue_changes()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

@@ -213,7 +213,7 @@ class LocalRuntime:
         while (
             not self._stop.is_set() and sum(queue_depth(self.sqs, q) for q in self._work_queues) >= LOW_WATER
         ):
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ workers
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
@@ -275,13 +275,18 @@ class LocalRuntime:
         if failed and not source.report_batch_item_failures:
             return  # without ReportBatchItemFailures a failure keeps the whole batch
         done = [m for m in messages if m["MessageId"] not in failed]
+        undeleted: set[str] = set()
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
-            self.sqs.delete_message_batch(
+            response = self.sqs.delete_message_batch(
                 QueueUrl=source.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+                Entries=[{"Id": m["MessageId"], "ReceiptHandle": m["ReceiptHandle"]} for m in chunk],
             )
-        for message in done:
+            # A message SQS would not delete comes back after its visibility timeout; say so.
+            for failure in response.get("Failed", []):
+                undeleted.add(failure["Id"])
+                log.warning("could not delete %s: %s", failure["Id"], failure.get("Message", ""))
+        for message in (m for m in done if m["MessageId"] not in undeleted):
             body = _body(message)
             counter = self.progress.continuations if body.get("page", 0) else self.progress.processed
             counter[body.get("job_id", "?")] += 1
