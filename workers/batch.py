@@ -26,6 +26,7 @@ from workers.upstream import BadCredentials, Permanent, Retryable
 from workers.upstream.http import Budget
 
 logger = Logger(service="trawl", child=True)
+METRICS_NAMESPACE = "trawl"
 
 
 class SqsRecord(BaseModel):
@@ -82,12 +83,16 @@ async def process_batch(
 
 def _publish(platform: str, counts: dict[str, int]) -> None:
     """CloudWatch metrics (EMF) per invocation: items ok / permanent / retried / dead-lettered.
-    EphemeralMetrics keeps no state between calls, so concurrent local containers can't mix them."""
-    metrics = EphemeralMetrics(service="trawl")
-    metrics.add_dimension(name="platform", value=platform)
-    for name, value in counts.items():
-        metrics.add_metric(name=f"items_{name}", unit=MetricUnit.Count, value=value)
-    metrics.flush_metrics()
+    EphemeralMetrics keeps no state between calls, so concurrent local containers can't mix them.
+    Metrics are never worth failing a batch for: a problem here is logged, not raised."""
+    try:
+        metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="trawl")
+        metrics.add_dimension(name="platform", value=platform)
+        for name, value in counts.items():
+            metrics.add_metric(name=f"items_{name}", unit=MetricUnit.Count, value=value)
+        metrics.flush_metrics()
+    except Exception as exc:
+        logger.warning("could not publish metrics", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 async def _process(run: _Invocation, record: SqsRecord) -> bool:

@@ -95,7 +95,7 @@ def test_metrics_are_emitted_per_platform(
     from workers.batch import _publish
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "trawl")
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
     _publish("shopee", {"ok": 7, "permanent": 1, "retried": 2, "dead_lettered": 1})
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert emf["platform"] == "shopee"
