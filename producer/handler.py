@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from models import ObjectRef
 from models.runtime import client_factory
-from producer.job import JobRequest, ProducerDeps, run_job
+from producer.job import JobRequest, ProducerDeps, job_id_for, run_job
 from producer.settings import ProducerSettings
 from producer.store import JobStore
 
@@ -91,8 +91,11 @@ def requests_from(event: Mapping[str, Any]) -> list[JobRequest]:
 def handle(event: Mapping[str, Any], context: Any, deps: ProducerDeps) -> dict[str, Any]:
     jobs = []
     for request in requests_from(event):
-        logger.append_keys(job_key=request.source.key)
-        manifest = run_job(request, deps, context.get_remaining_time_in_millis)
+        logger.append_keys(input_key=request.source.key, job_id=job_id_for(request.source))
+        try:
+            manifest = run_job(request, deps, context.get_remaining_time_in_millis)
+        finally:
+            logger.remove_keys(["input_key", "job_id"])
         if manifest is not None:
             jobs.append({"job_id": manifest.job_id, "status": manifest.status, "enqueued": manifest.enqueued})
     return {"jobs": jobs}

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models import JobManifest
+from models import JobManifest, Source, WorkItem
 from trawl.local.pipeline import LocalSession, load_manifest, submit, wait_for_jobs
 
 
@@ -48,3 +48,17 @@ def rejects(local: LocalSession, job_id: str) -> list[dict[str, str]]:
     s3 = local.stack.endpoint.client("s3")
     body = s3.get_object(Bucket=local.stack.bucket, Key=f"jobs/{job_id}/rejects.csv")["Body"].read()
     return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+
+
+def account_item(job_id: str, username: str, row: int, context: dict[str, str] | None = None) -> WorkItem:
+    """A tiktok/account WorkItem as the producer would send it for row `row` of a file."""
+    return WorkItem(
+        job_id=job_id,
+        job_date="2026-11-30",
+        platform="tiktok",
+        kind="account",
+        item_key=username,
+        target=username,
+        source=Source(bucket="b", key="input/tiktok/account/t.csv", row=row),
+        context=context or {},
+    )

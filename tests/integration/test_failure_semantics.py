@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from models import Source, WorkItem
-from tests.helpers import records
+from tests.helpers import account_item, records
 from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
 from trawl.sandbox import Faults
@@ -32,15 +31,7 @@ def _batch(local: LocalSession, job_id: str, names: list[str]) -> dict[str, Any]
     url = local.stack.queue_url("tiktok")
     sent = set()
     for row, name in enumerate(names, start=2):
-        item = WorkItem(
-            job_id=job_id,
-            job_date="2026-11-30",
-            platform="tiktok",
-            kind="account",
-            item_key=name,
-            target=name,
-            source=Source(bucket="b", key="input/tiktok/account/t.csv", row=row),
-        )
+        item = account_item(job_id, name, row)
         sent.add(sqs.send_message(QueueUrl=url, MessageBody=item.model_dump_json())["MessageId"])
     messages: list[dict[str, Any]] = []
     while len(messages) < len(names):

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from models import Source, WorkItem
+from models import WorkItem
 from producer import handler as producer_handler
 from tests.conftest import load_event
-from tests.helpers import manifest, records, rejects
+from tests.helpers import account_item, manifest, records, rejects
 from trawl.local.pipeline import LocalSession
 from trawl.local.runtime import LocalContext
 from workers import handler as worker_handler
@@ -70,16 +70,7 @@ def _send_and_receive(local: LocalSession, items: list[WorkItem]) -> list[dict[s
 
 
 def _item(job_id: str, username: str, row: int) -> WorkItem:
-    return WorkItem(
-        job_id=job_id,
-        job_date="2026-11-30",
-        platform="tiktok",
-        kind="account",
-        item_key=username,
-        target=username,
-        source=Source(bucket="b", key="input/tiktok/account/x.csv", row=row),
-        context={"crm": str(row)},
-    )
+    return account_item(job_id, username, row, context={"crm": str(row)})
 
 
 @pytest.mark.parametrize("fault", ["", "500=1.0"])
