@@ -3,11 +3,11 @@ clients that talk to it (or to any AWS-compatible endpoint the user names)."""
 
 from __future__ import annotations
 
+import select
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -53,11 +53,14 @@ class Endpoint:
 
 
 class EmbeddedAws:
-    """moto's server on a free loopback port, in a child process (trawl.local.motoserver)."""
+    """moto's server on a free loopback port, in a child process (trawl.local.motoserver).
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.endpoint = Endpoint(url=f"http://127.0.0.1:{self.port}")
+    The child binds port 0 and reports the port the OS gave it, so two stacks started at the
+    same moment (parallel tests) can never end up talking to each other's server."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.endpoint = Endpoint(url=None)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -65,25 +68,28 @@ class EmbeddedAws:
         # Its errors go to a file, not a pipe: nobody reads a pipe while the server runs.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "trawl.local.motoserver", str(self.port)],
+            [sys.executable, "-m", "trawl.local.motoserver", "0"],
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=subprocess.PIPE,
             stderr=self._log,
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._log.seek(0)
-                err = self._log.read().decode(errors="replace")
-                raise RuntimeError(f"the embedded AWS server exited at start:\n{err[-2000:]}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(
-            f"the embedded AWS server did not listen on 127.0.0.1:{self.port} in {timeout_s:.0f} s"
-        )
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout_s)
+        line = self._process.stdout.readline().decode() if ready else ""
+        if not line.startswith("listening "):
+            self.stop()
+            raise RuntimeError(
+                f"the embedded AWS server did not start in {timeout_s:.0f} s:\n{self._errors()}"
+            )
+        self.port = int(line.split()[1])
+        self.endpoint = Endpoint(url=f"http://127.0.0.1:{self.port}")
+        return self
+
+    def _errors(self) -> str:
+        if self._log is None or self._log.closed:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -92,5 +98,7 @@ class EmbeddedAws:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+        if self._process is not None and self._process.stdout is not None:
+            self._process.stdout.close()
         if self._log is not None:
             self._log.close()

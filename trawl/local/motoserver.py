@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 import moto.sqs.models as sqs_models
@@ -69,6 +70,9 @@ def main() -> None:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
+    # The parent reads this one line to learn the port (args.port 0: the OS picks a free one).
+    print(f"listening {server.get_host_and_port()[1]}", flush=True)
+    sys.stdout = sys.stderr
     try:
         server._thread.join()  # type: ignore[union-attr]
     except KeyboardInterrupt:
