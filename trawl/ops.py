@@ -3,6 +3,8 @@ status, the recent jobs, and re-driving dead-lettered messages back to their wor
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -27,9 +29,6 @@ def _job_records(stack: Stack, m: JobManifest) -> list[dict[str, Any]]:
     def read(key: str) -> dict[str, Any]:
         body = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode("utf-8")
         if key.endswith(".csv"):
-            import csv
-            import io
-
             row = next(csv.DictReader(io.StringIO(body)))
             return {"status": row["status"], "source": {"row": int(row["source_row"])}}
         record: dict[str, Any] = json.loads(body)
