@@ -23,6 +23,7 @@ TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
     "product": ("url", "product_url", "link"),
 }
 _BOM = b"\xef\xbb\xbf"
+_SEP_LINE = re.compile(r"^sep=([,;\t|])$", re.IGNORECASE)
 
 
 class Readable(Protocol):
@@ -112,25 +113,40 @@ def find_target_column(platform: str, columns: Iterable[str]) -> int:
     )
 
 
-def read_header(lines: Iterator[Line], platform: str) -> Header:
-    first = next(lines, None)
-    if isinstance(first, LongLine):
-        raise BadFile(f"header row is {first.size:,} bytes long; is this a CSV file?")
-    if first is None or not first.strip(b"\r\n\t ,;" + _BOM):
+def _header_text(line: Line | None) -> str:
+    if isinstance(line, LongLine):
+        raise BadFile(f"header row is {line.size:,} bytes long; is this a CSV file?")
+    if line is None or not line.strip(b"\r\n\t ,;" + _BOM):
         raise BadFile("file is empty: expected a header row, then one row per item")
     try:
-        text = first.removeprefix(_BOM).decode("utf-8")
+        return line.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadFile(
             f"header row is not UTF-8 ({exc.reason} at byte {exc.start}); save the file as CSV UTF-8"
         ) from exc
+
+
+def read_header(lines: Iterator[Line], platform: str) -> Header:
+    first = next(lines, None)
+    text = _header_text(first)
+    offset = len(first) if isinstance(first, bytes) else 0
+    # Excel's "sep=;" first line names the delimiter; the header is the line after it.
+    named = _SEP_LINE.match(text.strip())
+    if named:
+        second = next(lines, None)
+        text = _header_text(second)
+        offset += len(second) if isinstance(second, bytes) else 0
     try:
-        # The delimiter is whichever of , ; and tab splits the header into the most columns.
-        delimiter = max(DELIMITERS, key=lambda d: len(next(csv.reader([text], delimiter=d))))
+        # Otherwise the delimiter is whichever of , ; and tab splits the header into the most columns.
+        delimiter = (
+            named.group(1)
+            if named
+            else max(DELIMITERS, key=lambda d: len(next(csv.reader([text], delimiter=d))))
+        )
         columns = tuple(c.strip() for c in next(csv.reader([text], delimiter=delimiter)))
     except csv.Error as exc:
         raise BadFile(f"header row is not valid CSV: {exc}") from exc
-    return Header(columns, delimiter, find_target_column(platform, columns), len(first))
+    return Header(columns, delimiter, find_target_column(platform, columns), offset)
 
 
 class _RowTooLong(Exception):

@@ -23,6 +23,8 @@ HEADERS = [
     (b"sku, Product-URL ,price\n", "shopee", ("sku", "Product-URL", "price"), ",", "Product-URL"),
     (b'"Product URL","name, long"\n', "lazada", ("Product URL", "name, long"), ",", "Product URL"),
     (b"profile_url,username\n", "tiktok", ("profile_url", "username"), ",", "username"),
+    # Excel's "sep=" line names the delimiter; the header is the next line.
+    (b"sep=;\r\nname,x;username\r\n", "tiktok", ("name,x", "username"), ";", "username"),
 ]
 
 
@@ -118,3 +120,8 @@ def test_lines_are_never_held_longer_than_the_row_limit() -> None:
     lines = list(iter_lines(io.BytesIO(b"a\n" + b"y" * 1_000_000 + b"\nb\n"), chunk_size=1 << 16))
     assert lines[0] == b"a\n" and lines[2] == b"b\n"
     assert not isinstance(lines[1], bytes) and lines[1].size == 1_000_001
+
+
+def test_rows_after_an_excel_sep_line_keep_their_numbers() -> None:
+    rows = _rows(b"sep=,\nusername,team\nalice,a\nbob,b\n")
+    assert [(r.row, r.fields) for r in rows] == [(2, ["alice", "a"]), (3, ["bob", "b"])]
