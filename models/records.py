@@ -139,6 +139,9 @@ class JobManifest(BaseModel):
     updated_at: dt.datetime
     status: Literal["running", "enqueued", "failed"] = "running"
     message: str | None = None
+    # A failure that was not the file's fault (an AWS error, say): the next delivery of the same
+    # upload starts the job again instead of finding it done.
+    retryable: bool = False
     target_column: str | None = None
     rows_read: int = 0
     enqueued: int = 0

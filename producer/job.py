@@ -81,6 +81,25 @@ def start_or_resume(req: JobRequest, store: JobStore) -> JobManifest | None:
             logger.warning("nothing to continue", job_id=job_id)
             return None
         return existing
+    if existing is not None and existing.status == "failed" and existing.retryable:
+        # Start over: rows sent before the error are sent again, which is harmless (outputs are
+        # idempotent), and the counts are rebuilt from the first row so they still add up.
+        logger.info("restarting a job that failed for a retryable reason", job_id=job_id)
+        fresh = existing.model_copy(
+            update={
+                "status": "running",
+                "message": None,
+                "retryable": False,
+                "checkpoint": None,
+                "rows_read": 0,
+                "enqueued": 0,
+                "duplicates": 0,
+                "rejected": 0,
+                "updated_at": _now(),
+            }
+        )
+        store.save_manifest(fresh)
+        return fresh
     if existing is not None:
         abandoned = existing.status == "running" and _now() - existing.updated_at > ABANDONED_AFTER
         if not abandoned:
@@ -120,9 +139,10 @@ def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]
     except BadFile as exc:
         _fail(manifest, str(exc))
     except Exception as exc:
-        # A retry would find the job already known and do nothing, so the manifest must say
-        # what happened; the counts so far still add up (rows are counted once classified).
-        _fail(manifest, f"producer error after {manifest.rows_read:,} rows: {type(exc).__name__}: {exc}")
+        # The manifest says what happened (its counts so far still add up), and marks the job
+        # retryable: Lambda's retry of this event, or the same upload delivered again, restarts it.
+        message = f"producer error after {manifest.rows_read:,} rows: {type(exc).__name__}: {exc}"
+        _fail(manifest, message, retryable=True)
         raise
     finally:
         manifest.updated_at = _now()
@@ -132,8 +152,9 @@ def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]
     return manifest
 
 
-def _fail(manifest: JobManifest, message: str) -> None:
+def _fail(manifest: JobManifest, message: str, retryable: bool = False) -> None:
     manifest.status, manifest.message, manifest.checkpoint = "failed", message, None
+    manifest.retryable = retryable
     logger.warning("job failed", job_id=manifest.job_id, reason=message)
 
 
