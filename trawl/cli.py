@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -262,7 +263,9 @@ def demo(
     _print(summaries, as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
-        out.print(f'\nTry: trawl query "{sql}" --data-dir {data_dir}')
+        # As the user called it: after `make demo` that is .venv/bin/trawl, not a `trawl` on PATH.
+        command = sys.argv[0] if Path(sys.argv[0]).name == "trawl" else "trawl"
+        out.print(f'\nTry: {command} query "{sql}" --data-dir {data_dir}')
 
 
 @app.command()
