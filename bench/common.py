@@ -67,12 +67,7 @@ def tiktok_worker(session: LocalSession) -> FunctionInfo:
 def worker_env(session: LocalSession) -> dict[str, str]:
     """The TikTok worker's environment exactly as the local runtime builds it."""
     function = tiktok_worker(session)
-    return {
-        **function.env,
-        **session.stack.endpoint.lambda_env(),
-        "AWS_LAMBDA_FUNCTION_NAME": function.name,
-        **LOCAL_WORKER_ENV,
-    }
+    return session.stack.function_env(function) | LOCAL_WORKER_ENV
 
 
 def lambda_sqs_event(messages: Sequence[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:

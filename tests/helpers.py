@@ -7,8 +7,10 @@ import io
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from models import JobManifest, Source, WorkItem
+from tests.conftest import load_event
 from trawl.local.pipeline import LocalSession, load_manifest, submit, wait_for_jobs
 
 
@@ -61,4 +63,25 @@ def account_item(job_id: str, username: str, row: int, context: dict[str, str] |
         target=username,
         source=Source(bucket="b", key="input/tiktok/account/t.csv", row=row),
         context=context or {},
+    )
+
+
+class NoContinuation:
+    """The producer's continuer for files too small to need one: a continuation fails the test."""
+
+    def continue_job(self, payload: dict[str, Any]) -> None:
+        raise AssertionError(f"a small file must not need a continuation: {payload}")
+
+
+def uploaded(local: LocalSession, key: str, body: bytes) -> dict[str, Any]:
+    """Put the object into the stack's bucket; the real-shaped S3 ObjectCreated event for it."""
+    s3 = local.stack.endpoint.client("s3")
+    s3.put_object(Bucket=local.stack.bucket, Key=key, Body=body)
+    etag = s3.head_object(Bucket=local.stack.bucket, Key=key)["ETag"].strip('"')
+    return load_event(
+        "s3_object_created.json",
+        bucket=local.stack.bucket,
+        key=quote_plus(key, safe="/"),
+        size=len(body),
+        etag=etag,
     )

@@ -63,7 +63,7 @@ def _batch(local: LocalSession, job_id: str, names: list[str]) -> dict[str, Any]
 
 def _invoke(local: LocalSession, event: dict[str, Any], **env: str) -> tuple[dict[str, Any], Any]:
     function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
-    base = {**function.env, **local.stack.endpoint.lambda_env(), "RETRY_BASE_S": "1", "RETRY_MAX_S": "1"}
+    base = local.stack.function_env(function) | {"RETRY_BASE_S": "1", "RETRY_MAX_S": "1"}
     deps = worker_handler.build_deps(base | env)
     return worker_handler.handle(event, LocalContext(function), deps), function
 
@@ -105,7 +105,7 @@ def test_no_call_starts_near_the_deadline(local: LocalSession) -> None:
     before = local.sandbox.stats["requests"]
     # 2.5 s left and a 3 s margin: every item must be handed back, nothing fetched.
     function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
-    deps = worker_handler.build_deps({**function.env, **local.stack.endpoint.lambda_env()})
+    deps = worker_handler.build_deps(local.stack.function_env(function))
 
     class _NearlyOut(LocalContext):
         def get_remaining_time_in_millis(self) -> int:

@@ -11,37 +11,23 @@ import pytest
 from models import WorkItem
 from producer import handler as producer_handler
 from tests.conftest import load_event
-from tests.helpers import account_item, manifest, records, rejects
+from tests.helpers import NoContinuation, account_item, manifest, records, rejects, uploaded
 from trawl.local.pipeline import LocalSession
 from trawl.local.runtime import LocalContext
 from workers import handler as worker_handler
 
 
-class _NoContinuation:
-    def continue_job(self, payload: dict[str, Any]) -> None:
-        raise AssertionError(f"a small file must not need a continuation: {payload}")
-
-
 def _env(local: LocalSession, function_name: str) -> dict[str, str]:
-    function = local.stack.functions[function_name]
-    return {**function.env, **local.stack.endpoint.lambda_env(), "AWS_LAMBDA_FUNCTION_NAME": function.name}
+    return local.stack.function_env(local.stack.functions[function_name])
 
 
 def test_producer_handler_fans_out_an_s3_event(local: LocalSession) -> None:
-    s3 = local.stack.endpoint.client("s3")
     key = "input/tiktok/account/handler test.csv"
     body = b"\xef\xbb\xbfhandle;segment\r\n@Alpha.One;a\r\nbeta_two;b\r\nALPHA.ONE;c\r\n!!;d\r\n"
-    s3.put_object(Bucket=local.stack.bucket, Key=key, Body=body)
-    etag = s3.head_object(Bucket=local.stack.bucket, Key=key)["ETag"].strip('"')
-    event = load_event(
-        "s3_object_created.json",
-        bucket=local.stack.bucket,
-        key="input/tiktok/account/handler+test.csv",
-        size=len(body),
-        etag=etag,
-    )
+    event = uploaded(local, key, body)
+    assert event["Records"][0]["s3"]["object"]["key"] == "input/tiktok/account/handler+test.csv"
     function = local.stack.producer()
-    deps = producer_handler.build_deps(_env(local, function.name), continuer=_NoContinuation())
+    deps = producer_handler.build_deps(_env(local, function.name), continuer=NoContinuation())
 
     result = producer_handler.handle(event, LocalContext(function), deps)
 

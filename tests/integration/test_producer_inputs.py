@@ -8,21 +8,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 
 from models import JobManifest, WorkItem
 from producer import handler as producer_handler
-from tests.conftest import load_event
-from tests.helpers import manifest, rejects
+from tests.helpers import NoContinuation, manifest, rejects, uploaded
 from trawl.local.pipeline import LocalSession, job_id_of
 from trawl.local.runtime import LocalContext
-
-
-class NoContinuation:
-    def continue_job(self, payload: dict[str, Any]) -> None:
-        raise AssertionError(f"a small file must not need a continuation: {payload}")
 
 
 class ProducerDriver:
@@ -36,25 +29,11 @@ class ProducerDriver:
         self.function = local.stack.producer()
 
     def env(self, **overrides: str) -> dict[str, str]:
-        function = self.function
-        base = {
-            **function.env,
-            **self.local.stack.endpoint.lambda_env(),
-            "AWS_LAMBDA_FUNCTION_NAME": function.name,
-        }
-        return base | overrides
+        return self.local.stack.function_env(self.function) | overrides
 
     def upload(self, key: str, body: bytes) -> dict[str, Any]:
         """Put the object; the S3 ObjectCreated event for it."""
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        etag = self.s3.head_object(Bucket=self.bucket, Key=key)["ETag"].strip('"')
-        return load_event(
-            "s3_object_created.json",
-            bucket=self.bucket,
-            key=quote_plus(key, safe="/"),
-            size=len(body),
-            etag=etag,
-        )
+        return uploaded(self.local, key, body)
 
     def handle(self, event: dict[str, Any], context: Any = None, continuer: Any = None, **env: str) -> Any:
         deps = producer_handler.build_deps(self.env(**env), continuer=continuer or NoContinuation())

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from producer import handler as producer_handler
 from producer.store import JobStore
-from tests.conftest import load_event
-from tests.helpers import manifest, rejects
+from tests.helpers import NoContinuation, manifest, rejects, uploaded
 from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
 
@@ -37,22 +35,12 @@ def local() -> Iterator[LocalSession]:
 
 
 def test_a_job_that_died_on_an_aws_error_runs_again_on_the_next_delivery(local: LocalSession) -> None:
-    s3 = local.stack.endpoint.client("s3")
     key = "input/tiktok/account/retry-me.csv"
-    body = b"username\nretry_a\nretry_b\nretry_a\n!!\n"
-    s3.put_object(Bucket=local.stack.bucket, Key=key, Body=body)
-    etag = s3.head_object(Bucket=local.stack.bucket, Key=key)["ETag"].strip('"')
-    event = load_event(
-        "s3_object_created.json", bucket=local.stack.bucket, key=key, size=len(body), etag=etag
-    )
+    event = uploaded(local, key, b"username\nretry_a\nretry_b\nretry_a\n!!\n")
     function = local.stack.producer()
-    env = {**function.env, **local.stack.endpoint.lambda_env(), "AWS_LAMBDA_FUNCTION_NAME": function.name}
+    env = local.stack.function_env(function)
 
-    class _NoContinuation:
-        def continue_job(self, payload: dict[str, Any]) -> None:
-            raise AssertionError("no continuation expected")
-
-    deps = producer_handler.build_deps(env, continuer=_NoContinuation())
+    deps = producer_handler.build_deps(env, continuer=NoContinuation())
     deps.store = _FailingOnce(local.stack.endpoint.client("s3"), local.stack.bucket)
 
     with pytest.raises(RuntimeError, match="SlowDown"):

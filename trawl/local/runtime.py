@@ -127,8 +127,7 @@ class LocalRuntime:
         self._threads.append(thread)
 
     def _env(self, function: FunctionInfo) -> dict[str, str]:
-        env = {**function.env, **self.stack.endpoint.lambda_env(), "AWS_LAMBDA_FUNCTION_NAME": function.name}
-        return env | self._overrides
+        return self.stack.function_env(function) | self._overrides
 
     # ------------------------------------------------------------------ producer
     def upload_event(self, bucket: str, key: str) -> dict[str, Any]:

@@ -78,6 +78,11 @@ class Stack:
             if k.endswith("QueueUrl") and "DeadLetter" not in k
         ]
 
+    def function_env(self, function: FunctionInfo) -> dict[str, str]:
+        """A function's environment as the Lambda service sets it: its configured variables plus
+        region, credentials (and the endpoint) for this stack, and its own name."""
+        return {**function.env, **self.endpoint.lambda_env(), "AWS_LAMBDA_FUNCTION_NAME": function.name}
+
     def producer(self) -> FunctionInfo:
         return self.functions[self.outputs["ProducerFunctionName"]]
 
