@@ -3,9 +3,6 @@ status, the recent jobs, and re-driving dead-lettered messages back to their wor
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from models import JobManifest
-from trawl.local.pipeline import JobSummary, dead_letters, load_manifest, message_body, release
+from trawl.local.pipeline import (
+    JobSummary,
+    dead_letters,
+    load_manifest,
+    message_body,
+    record_outline,
+    release,
+)
 from trawl.local.stack import Stack, queue_depth
 
 
@@ -28,11 +32,7 @@ def _job_records(stack: Stack, m: JobManifest) -> list[dict[str, Any]]:
 
     def read(key: str) -> dict[str, Any]:
         body = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode("utf-8")
-        if key.endswith(".csv"):
-            row = next(csv.DictReader(io.StringIO(body)))
-            return {"status": row["status"], "source": {"row": int(row["source_row"])}}
-        record: dict[str, Any] = json.loads(body)
-        return record
+        return record_outline(body, key.endswith(".csv"))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(read, keys))

@@ -4,6 +4,7 @@ summary users see (DESIGN.md, "Commands") and the copy of output/ and jobs/ to t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections import Counter
@@ -14,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from models import JobManifest
+from models import JobManifest, ObjectRef
+from producer.job import job_id_for
+from producer.store import JobStore
 from trawl.local.aws import EmbeddedAws
 from trawl.local.runtime import LocalRuntime
 from trawl.local.stack import Stack, create_local_stack, queue_depth
@@ -156,18 +159,11 @@ def submit(session: Session, path: Path, platform: str, kind: str) -> str:
 
 
 def load_manifest(stack: Stack, job_id: str) -> JobManifest | None:
-    s3 = stack.endpoint.client("s3")
-    try:
-        body = s3.get_object(Bucket=stack.bucket, Key=f"jobs/{job_id}/manifest.json")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return JobManifest.model_validate_json(body)
+    """The job's manifest, read the way the producer reads it."""
+    return JobStore(stack.endpoint.client("s3"), stack.bucket).load_manifest(job_id)
 
 
 def job_id_of(stack: Stack, key: str) -> str:
-    from models import ObjectRef
-    from producer.job import job_id_for
-
     etag = stack.endpoint.client("s3").head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
     return job_id_for(ObjectRef(bucket=stack.bucket, key=key, etag=etag))
 
@@ -187,7 +183,7 @@ def wait_for_jobs(
         manifests = {job_id: load_manifest(stack, job_id) for job_id in job_ids}
         produced = all(m is not None and m.status != "running" for m in manifests.values())
         if on_progress:
-            dlq = sum(_depth(sqs, stack.dlq_url(p)) for p in stack.platforms)
+            dlq = sum(queue_depth(sqs, stack.dlq_url(p)) for p in stack.platforms)
             waiting = sum(queue_depth(sqs, q) for q in work_queues)
             for job_id, m in manifests.items():
                 total = m.enqueued if m else 0
@@ -198,14 +194,6 @@ def wait_for_jobs(
             return
         time.sleep(0.2)
     raise TimeoutError(f"jobs {', '.join(job_ids)} did not finish within {timeout_s:.0f} s")
-
-
-def _depth(sqs: Any, url: str) -> int:
-    return int(
-        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-            "ApproximateNumberOfMessages"
-        ]
-    )
 
 
 def dead_letters(stack: Stack, platform: str) -> list[dict[str, Any]]:
@@ -272,14 +260,19 @@ def copy_to_data_dir(stack: Stack, data_dir: Path, prefixes: tuple[str, ...] = (
 def record_statuses(data_dir: Path, manifest: JobManifest) -> Counter[str]:
     """Status of every record of one job, read from the data dir copy."""
     folder = data_dir / f"output/platform={manifest.platform}/kind={manifest.kind}/dt={manifest.job_date}"
-    statuses: Counter[str] = Counter()
-    for path in folder.glob(f"{manifest.job_id}-*"):
-        if path.suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as handle:
-                statuses.update(row["status"] for row in csv.DictReader(handle))
-        else:
-            statuses[json.loads(path.read_text(encoding="utf-8"))["status"]] += 1
-    return statuses
+    return Counter(
+        str(record_outline(path.read_text(encoding="utf-8"), path.suffix == ".csv")["status"])
+        for path in folder.glob(f"{manifest.job_id}-*")
+    )
+
+
+def record_outline(body: str, csv_format: bool) -> dict[str, Any]:
+    """A record's status and source row, from its JSON line or its one-row CSV."""
+    if csv_format:
+        row = next(csv.DictReader(io.StringIO(body)))
+        return {"status": row["status"], "source": {"row": int(row["source_row"])}}
+    record: dict[str, Any] = json.loads(body)
+    return record
 
 
 def summarise(stack: Stack, job_id: str, data_dir: Path, dead: Counter[str]) -> JobSummary:
