@@ -60,12 +60,13 @@ class _Invocation:
 
 
 def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
-    """Exponential backoff with full jitter, never shorter than the upstream's Retry-After."""
+    """Exponential backoff (capped) with jitter between half and all of it, never shorter than
+    the upstream's Retry-After, never longer than SQS's 12-hour visibility maximum."""
     exponential = min(cap, base * 2 ** max(0, receive_count - 1))
     delay = random.uniform(exponential / 2, exponential)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return int(min(cap if retry_after is None else max(cap, retry_after), delay, 43_200))
+    return int(min(delay, 43_200))
 
 
 async def process_batch(
