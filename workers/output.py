@@ -8,6 +8,8 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+from botocore.handlers import add_expect_header
+
 from models import AccountData, OutputRecord, ProductData, VideoData
 from models.csvsafe import escape_cell
 
@@ -69,6 +71,10 @@ def to_csv(record: OutputRecord) -> bytes:
 
 class RecordWriter:
     def __init__(self, s3: S3Client, bucket: str, fmt: str) -> None:
+        # botocore sends every PutObject with "Expect: 100-continue" and waits for the server's
+        # go-ahead before the body: a round trip worth it for large uploads. A record is a few
+        # KB, so the body goes with the headers.
+        s3.meta.events.unregister("before-call.s3", add_expect_header)
         self._s3 = s3
         self._bucket = bucket
         self._fmt = fmt

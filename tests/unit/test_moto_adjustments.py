@@ -1,4 +1,4 @@
-"""The two moto adjustments of the embedded server are small, pinned and still correct."""
+"""The moto adjustments of the embedded server are small, pinned and still correct."""
 
 from __future__ import annotations
 
@@ -83,3 +83,31 @@ def test_queue_changes_are_serialised_with_sends() -> None:
             assert queue.approximate_number_of_messages == 0
     finally:
         sqs_models.Queue.delete_message, sqs_models.SQSBackend.receive_message = original  # type: ignore[method-assign]
+
+
+def test_backend_routing_is_memoised_and_answers_as_before() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from trawl.local.motoserver import memoise_backend_routing
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    app = DomainDispatcherApplication(create_backend_app)
+    hosts = ["s3.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com", "moto_api", None]
+    expected = [original(app, host) for host in hosts]
+    assert expected[:2] == ["s3", "sqs"]
+    memoise_backend_routing()
+    try:
+        assert [app.get_backend_for_host(host) for host in hosts] == expected
+        calls: list[str | None] = []
+
+        def counting(self: DomainDispatcherApplication, host: str | None) -> object:
+            calls.append(host)
+            return original(self, host)
+
+        DomainDispatcherApplication.get_backend_for_host = counting  # type: ignore[method-assign]
+        memoise_backend_routing()  # memoises the counting lookup
+        for _ in range(3):
+            assert app.get_backend_for_host("sqs.eu-west-1.amazonaws.com") == "sqs"
+        assert calls == ["sqs.eu-west-1.amazonaws.com"]
+    finally:
+        DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]

@@ -106,3 +106,28 @@ def test_metrics_are_emitted_per_platform(
         [1.0],
     )
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "trawl"
+
+
+def test_records_are_put_without_waiting_for_100_continue() -> None:
+    """botocore would send each PutObject with "Expect: 100-continue" and wait a round trip
+    for the go-ahead; the record writer sends the body with the headers."""
+    import boto3
+    from moto import mock_aws
+
+    from workers.output import RecordWriter
+
+    sent: list[dict[str, str]] = []
+
+    def capture(request: object, **_: object) -> None:
+        sent.append(dict(request.headers))  # type: ignore[attr-defined]
+
+    with mock_aws():
+        plain = boto3.client("s3", region_name="us-east-1")
+        plain.create_bucket(Bucket="records")
+        writers = boto3.client("s3", region_name="us-east-1")
+        for client in (plain, writers):
+            client.meta.events.register_first("before-send.s3.PutObject", capture)
+        plain.put_object(Bucket="records", Key="plain", Body=b"x")
+        key = RecordWriter(writers, "records", "json").put(_record("a"), "2026-11-30")
+        assert plain.get_object(Bucket="records", Key=key)["Body"].read().startswith(b'{"schema_version"')
+    assert [headers.get("Expect") for headers in sent] == [b"100-continue", None]

@@ -1,5 +1,5 @@
-"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's three small,
-version-pinned adjustments applied first (moto_clock.py and the two below).
+"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's four small,
+version-pinned adjustments applied first (moto_clock.py and the three below).
 Run as `python -m trawl.local.motoserver PORT`.
 
 It runs in its own process so moto's request handling does not share a GIL with the
@@ -58,6 +58,26 @@ def serialise_queue_changes() -> None:
     backend_cls.receive_message = receive_message  # type: ignore[method-assign]
 
 
+def memoise_backend_routing() -> None:
+    """moto's server finds the backend for every request by listing its own package directory
+    (about 200 stat calls) and then trying each service's URL patterns in turn, under one global
+    lock. The answer depends only on the host name, so it is computed once per host."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    find = DomainDispatcherApplication.get_backend_for_host
+    if getattr(find, "trawl_memoised", False):
+        return
+    known: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in known:
+            known[host] = find(self, host)
+        return known[host]
+
+    get_backend_for_host.trawl_memoised = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("port", type=int)
@@ -65,6 +85,7 @@ def main() -> None:
     patch_moto_sqs_clock()
     detach_moto_lambda_dispatch()
     serialise_queue_changes()
+    memoise_backend_routing()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

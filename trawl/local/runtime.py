@@ -2,7 +2,8 @@
 triggers would on AWS. S3 upload events (and the producer's own continuations) go to the
 producer; each SQS event source mapping is polled with its batch size and maximum concurrency,
 and its partial batch responses decide what is deleted. moto's redrive policy moves messages
-to the DLQ after maxReceiveCount, exactly as SQS does."""
+to the DLQ after maxReceiveCount, exactly as SQS does. Each worker poller keeps one warm
+execution environment in a process of its own, as Lambda does (trawl/local/container.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import logging
 import queue
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trawl.local.container import ContainerDied, ProcessContainer
 from trawl.local.stack import EventSource, FunctionInfo, Stack, queue_depth
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,9 @@ def _logs_to_stderr() -> None:
 
 class Container:
     """One warm execution environment: the handler module's deps, built once from the
-    function's environment, reused by every invocation it serves."""
+    function's environment, reused by every invocation it serves. Workers run theirs in a
+    process of its own (trawl/local/container.py); the producer runs its one in this process,
+    because its continuations call back into the runtime."""
 
     def __init__(self, function: FunctionInfo, env: dict[str, str], **build_kwargs: Any) -> None:
         module_name, _, _ = function.handler.rpartition(".")
@@ -106,6 +111,9 @@ class LocalRuntime:
         self._work_queues = [s.queue_url for f in stack.workers() for s in f.event_sources]
         self._crash_next: str | None = None  # queue name whose next invocation crashes (chaos hook)
         self.crashed: list[CrashedBatch] = []
+        # Each Lambda execution environment has a /tmp of its own; the producer's here is private
+        # to this runtime, so two local runs of the same file (same job id) can't share work files.
+        self._producer_tmp = tempfile.TemporaryDirectory(prefix="trawl-producer-tmp-")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
@@ -120,6 +128,7 @@ class LocalRuntime:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._producer_tmp.cleanup()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -188,7 +197,10 @@ class LocalRuntime:
 
     def _producer_loop(self) -> None:
         function = self.stack.producer()
-        env = self._env(function) | {"MAX_ROWS_PER_INVOCATION": str(LOCAL_ROWS_PER_INVOCATION)}
+        env = self._env(function) | {
+            "MAX_ROWS_PER_INVOCATION": str(LOCAL_ROWS_PER_INVOCATION),
+            "TMP_DIR": self._producer_tmp.name,
+        }
         container = Container(function, env, continuer=self)
         while not self._stop.is_set():
             try:
@@ -216,39 +228,54 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ workers
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
-        container: Container | None = None
-        while not self._stop.is_set():
-            try:
-                messages = self.sqs.receive_message(
-                    QueueUrl=source.queue_url,
-                    MaxNumberOfMessages=source.batch_size,
-                    WaitTimeSeconds=1,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception:
-                # Like Lambda's pollers, keep polling whatever one call did.
-                log.exception("receiving from %s failed; polling on", source.queue_url)
-                self._stop.wait(0.5)
-                continue
-            if not messages:
-                continue
-            with self._lock:
-                self._busy += 1
-            try:
-                container = container or Container(function, self._env(function))
-                self._invoke_worker(container, source, messages)
-            except Exception:
-                self.progress.errors += 1
-                log.exception(
-                    "invoking %s failed; its messages wait out their visibility timeout", function.name
-                )
-            finally:
+        container: ProcessContainer | None = None  # started on the first batch, kept warm after
+        try:
+            while not self._stop.is_set():
+                messages = self._receive(source)
+                if not messages:
+                    continue
                 with self._lock:
-                    self._busy -= 1
+                    self._busy += 1
+                try:
+                    if container is None or not container.alive:  # Lambda replaces a lost environment
+                        container = ProcessContainer(function, self._env(function))
+                    self._invoke_worker(container, source, messages)
+                except ContainerDied:
+                    # As on AWS: the batch waits out its visibility timeout; a new environment
+                    # serves the next one.
+                    self.progress.errors += 1
+                    log.exception("%s: execution environment lost mid-invocation", function.name)
+                    container = None
+                except Exception:
+                    self.progress.errors += 1
+                    log.exception(
+                        "invoking %s failed; its messages wait out their visibility timeout", function.name
+                    )
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+        finally:
+            if container is not None:
+                container.close()
+
+    def _receive(self, source: EventSource) -> list[dict[str, Any]]:
+        try:
+            messages: list[dict[str, Any]] = self.sqs.receive_message(
+                QueueUrl=source.queue_url,
+                MaxNumberOfMessages=source.batch_size,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception:
+            # Like Lambda's pollers, keep polling whatever one call did.
+            log.exception("receiving from %s failed; polling on", source.queue_url)
+            self._stop.wait(0.5)
+            return []
+        return messages
 
     def _invoke_worker(
-        self, container: Container, source: EventSource, messages: list[dict[str, Any]]
+        self, container: ProcessContainer, source: EventSource, messages: list[dict[str, Any]]
     ) -> None:
         event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
         try:
@@ -264,6 +291,8 @@ class LocalRuntime:
             self.progress.errors += 1
             log.warning("worker invocation crashed (injected): %s", crash)
             return
+        except ContainerDied:
+            raise
         except Exception:
             # As on AWS: the whole batch stays on the queue until its visibility timeout ends.
             self.progress.errors += 1
