@@ -4,12 +4,14 @@ same embedded AWS and sandbox:
   (a) the hand-run script trawl replaced: the same CSV, one item at a time (on a sample);
   (b) the embedded queue's own ceiling: a bare send -> receive -> delete loop with the same
       shape (batches of 10, as many consumer threads as the TikTok MaximumConcurrency).
-Targets: trawl >= 10x the script, and >= 0.5 of the queue's ceiling. CPU seconds of this
-process and of the moto child process are shown per phase, to see which one is the bottleneck."""
+Targets: trawl >= 10x the script, and >= 0.5 of the queue's ceiling. CPU of this process, of the
+worker processes and of the moto child process is shown per phase, with the CPU milliseconds each
+item cost in all: where the time goes, and what bounds each rate on this machine."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -47,36 +49,49 @@ class Phase:
     items: int
     seconds: float
     bench_cpu_s: float
+    worker_cpu_s: float
     moto_cpu_s: float
 
     @property
     def rate(self) -> float:
         return self.items / self.seconds
 
+    @property
+    def cpu_s(self) -> float:
+        return self.bench_cpu_s + self.worker_cpu_s + self.moto_cpu_s
 
-def _moto_pid() -> int | None:
-    """The embedded AWS child process (`python -m trawl.local.motoserver`)."""
+
+def _children(module: str) -> list[int]:
+    """This process's children running `python -m <module>`."""
+    pids = []
     for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
         for pid in children.read_text().split():
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"trawl.local.motoserver" in cmdline:
-                return int(pid)
-    return None
+            with contextlib.suppress(OSError):
+                if module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    pids.append(int(pid))
+    return pids
 
 
-def _cpu_s(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+def _cpu_s(pids: list[int]) -> float:
+    """utime + stime of the processes (those that ended since are not counted)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def _measure(name: str, items: int, moto: int | None, fn: Any, *args: Any) -> Phase:
+def _measure(name: str, items: int, fn: Any, *args: Any) -> Phase:
+    moto = _children("trawl.local.motoserver")
+    workers0 = _cpu_s(_children("trawl.local.container"))
     cpu0, moto0, start = time.process_time(), _cpu_s(moto), time.perf_counter()
     fn(*args)
     seconds = time.perf_counter() - start
+    bench_cpu, moto_cpu = time.process_time() - cpu0, _cpu_s(moto) - moto0
+    workers_cpu = _cpu_s(_children("trawl.local.container")) - workers0
     print(f"... {name}: {items / seconds:.0f} items/s", file=sys.stderr, flush=True)
-    return Phase(name, items, seconds, time.process_time() - cpu0, _cpu_s(moto) - moto0)
+    return Phase(name, items, seconds, bench_cpu, workers_cpu, moto_cpu)
 
 
 def _run_trawl(session: LocalSession, csv_path: Path, n: int) -> None:
@@ -167,20 +182,18 @@ def run(n: int, sample: int, ceiling_n: int, latency_ms: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, local_session(faults=faults) as s:
         csv_path = write_accounts_csv(Path(tmp) / f"bench_accounts_{n}.csv", usernames("acct", n))
         source = tiktok_worker(s).event_sources[0]
-        moto = _moto_pid()
-        phases = [_measure("trawl pipeline (upload -> records)", n, moto, _run_trawl, s, csv_path, n)]
+        phases = [_measure("trawl pipeline (upload -> records)", n, _run_trawl, s, csv_path, n)]
         notes = _check_trawl(s, n)
         s.runtime.stop()  # idle pollers would load the server during the other two measurements
         script = HandRunScript(s.sandbox.tikapi_url, s.stack.endpoint.client("s3"), s.stack.bucket)
         names = read_usernames(csv_path)[:sample]
-        phases.append(_measure("hand-run script (same CSV, sample)", sample, moto, script.run, names, "hr"))
+        phases.append(_measure("hand-run script (same CSV, sample)", sample, script.run, names, "hr"))
         for put in (False, True):
             what = "send->receive->S3 put->delete" if put else "send->receive->delete"
             phases.append(
                 _measure(
                     f"ceiling: {what}, {source.max_concurrency} consumers",
                     ceiling_n,
-                    moto,
                     _run_queue_ceiling,
                     s,
                     ceiling_n,
@@ -204,11 +217,15 @@ def _report(phases: list[Phase], notes: list[str], latency_ms: int, concurrency:
             f"{p.seconds:.1f}",
             f"{p.rate:.0f}",
             f"{100 * p.bench_cpu_s / p.seconds:.0f}%",
+            f"{100 * p.worker_cpu_s / p.seconds:.0f}%",
             f"{100 * p.moto_cpu_s / p.seconds:.0f}%",
+            f"{1000 * p.cpu_s / p.items:.2f}",
         ]
         for p in phases
     ]
-    print(table(["measurement", "items", "seconds", "items/s", "bench CPU", "moto CPU"], rows))
+    headers = ["measurement", "items", "seconds", "items/s", "bench CPU", "workers CPU", "moto CPU"]
+    headers.append("CPU ms/item")
+    print(table(headers, rows))
     trawl, script, ceiling, ceiling_put = phases
     over_script, of_ceiling = trawl.rate / script.rate, trawl.rate / ceiling.rate
     print(
@@ -223,8 +240,19 @@ def _report(phases: list[Phase], notes: list[str], latency_ms: int, concurrency:
         f"ratio trawl / ceiling with one S3 put per item: {trawl.rate / ceiling_put.rate:.2f} "
         "(the same embedded-AWS work per item as trawl's minimum)"
     )
+    cores = os.cpu_count() or 1
+    bound = cores * trawl.items / trawl.cpu_s
+    print(
+        f"CPU per item: trawl {1000 * trawl.cpu_s / trawl.items:.2f} ms, bare queue loop "
+        f"{1000 * ceiling.cpu_s / ceiling.items:.2f} ms; with all {cores} cores busy trawl's work per item "
+        f"allows at most {bound:.0f} items/s = {bound / ceiling.rate:.2f} of the queue ceiling"
+    )
     print("\n".join(notes))
-    print("(CPU columns: share of one core over the phase; bench = this process, incl. the handlers)")
+    print(
+        "(CPU columns: share of one core over the phase. bench = this process: producer, pollers,\n"
+        " sandbox, the script and ceiling loops; workers = the worker execution environments'\n"
+        " processes; moto = the embedded AWS server. The machine has 2 cores: 200% in all.)"
+    )
 
 
 def main() -> None:

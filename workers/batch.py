@@ -3,6 +3,7 @@ outcome means for the queue (DESIGN.md, "Failure semantics"):
 - fetched            -> records written, message deleted (not reported)
 - Permanent          -> a record with that status written, message deleted
 - Retryable          -> reported in batchItemFailures, visibility extended with backoff + jitter
+- storing failed     -> (S3 PutObject, or SQS for a follow-up page) reported like Retryable
 - malformed message  -> reported (so it is retried and dead-lettered, never dropped)"""
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from models import OutputRecord, WorkItem
-from workers.fetchers import Fetcher, Found
+from workers.fetchers import Fetched, Fetcher, Found
 from workers.output import RecordWriter
 from workers.settings import WorkerSettings
 from workers.upstream import BadCredentials, Permanent, Retryable
@@ -111,20 +113,44 @@ async def _process(run: _Invocation, record: SqsRecord) -> bool:
     try:
         fetched = await fetcher.fetch(item, run.budget)
     except Permanent as exc:
-        await _write(run, item, [], status=exc.status, detail=str(exc))
-        run.counts["permanent"] += 1
-        return True
+        return await _store(
+            run, record, log, _write(run, item, [], status=exc.status, detail=str(exc)), "permanent"
+        )
     except Retryable as exc:
         await _retry_later(run, record, exc, log)
         return False
+    return await _store(run, record, log, _write_found(run, item, fetched), "ok")
+
+
+async def _store(
+    run: _Invocation, record: SqsRecord, log: dict[str, str], storing: Awaitable[None], outcome: str
+) -> bool:
+    """Writing what was fetched is the last step before the message may go. If S3 (or SQS, for
+    a follow-up page) fails, only this item is handed back, with backoff; the rest of the batch
+    is unaffected. Its objects are rewritten under the same keys when it comes back."""
+    try:
+        await storing
+    except (BotoCoreError, ClientError) as exc:
+        await _retry_later(run, record, Retryable(f"could not store the result: {_aws_error(exc)}"), log)
+        return False
+    run.counts[outcome] += 1
+    return True
+
+
+def _aws_error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{exc.operation_name}: {error.get('Code', '?')} {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _write_found(run: _Invocation, item: WorkItem, fetched: Fetched) -> None:
     await _write(run, item, fetched.records)
     if fetched.follow_up is not None:
         body = fetched.follow_up.model_dump_json()
         await asyncio.to_thread(
             run.deps.sqs.send_message, QueueUrl=run.deps.settings.queue_url, MessageBody=body
         )
-    run.counts["ok"] += 1
-    return True
 
 
 async def _write(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from tests.helpers import account_item, records
 from trawl.local.pipeline import LocalSession, local_session
@@ -141,3 +142,33 @@ def test_a_missing_key_parameter_fails_every_item_retryably(local: LocalSession)
     event = _batch(local, "00000000000000a4", ["nokey_a"])
     result, _ = _invoke(local, event, TIKAPI_KEY_PARAMETER="/trawl/does-not-exist")
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [event["Records"][0]["messageId"]]
+
+
+def test_a_failed_s3_write_hands_back_only_that_item(local: LocalSession) -> None:
+    local.sandbox.set_faults(Faults.parse(""))
+    names = [f"store_{n}" for n in range(6)]
+    unreachable = {"store_1", "store_4"}
+    event = _batch(local, "00000000000000a5", names)
+    ids = {json.loads(r["body"])["item_key"]: r["messageId"] for r in event["Records"]}
+    function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
+    deps = worker_handler.build_deps(local.stack.function_env(function) | {"RETRY_BASE_S": "1"})
+
+    def s3_unreachable(request: Any, **_: Any) -> None:
+        if any(f"-{name}.json" in request.url for name in unreachable):
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    # Fault injection at the worker's own S3 client: the connection fails for two records.
+    deps.batch.writer._s3.meta.events.register_first("before-send.s3.PutObject", s3_unreachable)
+    result = worker_handler.handle(event, LocalContext(function), deps)
+
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(
+        ids[n] for n in unreachable
+    )
+    assert set(records(local, "00000000000000a5")) == set(names) - unreachable
+
+    deps.batch.writer._s3.meta.events.unregister("before-send.s3.PutObject", s3_unreachable)
+    result = worker_handler.handle(
+        _batch(local, "00000000000000a5", sorted(unreachable)), LocalContext(function), deps
+    )
+    assert result == {"batchItemFailures": []}
+    assert set(records(local, "00000000000000a5")) == set(names)
