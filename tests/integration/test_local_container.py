@@ -3,8 +3,13 @@ the runtime sees when a handler raises or the process dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +71,42 @@ def test_close_ends_the_process(container: ProcessContainer) -> None:
     container.invoke({})
     container.close()
     assert not container.alive
+
+
+def _killed_parent_leaves_no_child(script: str) -> None:
+    """Run `script` (which starts a child process and prints its pid) in a parent process, kill
+    the parent with SIGKILL (no cleanup runs), and check that the child ends by itself."""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, os.WNOHANG)  # not ours: reaped by init, this only avoids a race
+        time.sleep(0.1)
+    state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(f"/proc/{child}").exists() else "gone"
+    assert state in ("gone", "Z"), f"child {child} still running ({state}) 10 s after its parent was killed"
+
+
+def test_a_container_ends_when_the_runtime_is_killed() -> None:
+    _killed_parent_leaves_no_child(
+        "from tests.integration.test_local_container import PROBE\n"
+        "from trawl.local.container import ProcessContainer\n"
+        "import time\n"
+        "c = ProcessContainer(PROBE, {'PROBE_GREETING': 'hi'})\n"
+        "print(c.invoke({})['pid'], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+
+
+def test_the_embedded_aws_server_ends_when_its_parent_is_killed() -> None:
+    _killed_parent_leaves_no_child(
+        "from trawl.local.aws import EmbeddedAws\n"
+        "import time\n"
+        "aws = EmbeddedAws().start()\n"
+        "print(aws._process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )

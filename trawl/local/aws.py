@@ -69,7 +69,7 @@ class EmbeddedAws:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self._process = subprocess.Popen(
             [sys.executable, "-m", "trawl.local.motoserver", "0"],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: its EOF tells the server this process ended
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
@@ -98,7 +98,9 @@ class EmbeddedAws:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-        if self._process is not None and self._process.stdout is not None:
-            self._process.stdout.close()
+        if self._process is not None:
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    pipe.close()
         if self._log is not None:
             self._log.close()

@@ -96,7 +96,13 @@ def main() -> None:
         send.send((False, traceback.format_exc()))
         return
     send.send((True, None))
-    while (event := recv.recv()) is not None:
+    while True:
+        try:
+            event = recv.recv()
+        except EOFError:  # the parent is gone (killed): so is this environment
+            return
+        if event is None:
+            return
         try:
             send.send((True, container.invoke(event)))
         except Exception:

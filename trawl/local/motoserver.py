@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 import moto.sqs.models as sqs_models
@@ -78,6 +80,17 @@ def memoise_backend_routing() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+def _exit_with_parent() -> None:
+    """The parent holds this process's stdin open; when it ends, even killed, stdin reaches EOF
+    and the server goes too, instead of lingering on its port."""
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("port", type=int)
@@ -91,6 +104,7 @@ def main() -> None:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
+    _exit_with_parent()
     # The parent reads this one line to learn the port (args.port 0: the OS picks a free one).
     print(f"listening {server.get_host_and_port()[1]}", flush=True)
     sys.stdout = sys.stderr
