@@ -13,6 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 from tests.helpers import account_item, records
 from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
+from trawl.local.stack import LOCAL_KEYS
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
 
@@ -172,3 +173,26 @@ def test_a_failed_s3_write_hands_back_only_that_item(local: LocalSession) -> Non
     )
     assert result == {"batchItemFailures": []}
     assert set(records(local, "00000000000000a5")) == set(names)
+
+
+def test_the_key_can_come_from_secrets_manager(local: LocalSession) -> None:
+    """TikApiKeySecretArn set: the function has TIKAPI_KEY_SECRET and no TIKAPI_KEY_PARAMETER."""
+    local.sandbox.set_faults(Faults.parse(""))
+    secrets = local.stack.endpoint.client("secretsmanager")
+    right = secrets.create_secret(Name="trawl/tikapi-key", SecretString=LOCAL_KEYS["/trawl/tikapi-key"])[
+        "ARN"
+    ]
+    wrong = secrets.create_secret(Name="trawl/old-tikapi-key", SecretString="RevokedKey0000")["ARN"]
+
+    event = _batch(local, "00000000000000a6", ["secret_a", "secret_b"])
+    result, _ = _invoke(local, event, TIKAPI_KEY_PARAMETER="", TIKAPI_KEY_SECRET=wrong)
+    assert len(result["batchItemFailures"]) == 2  # the sandbox refuses the key: the secret was read
+
+    result, _ = _invoke(
+        local,
+        _batch(local, "00000000000000a6", ["secret_a", "secret_b"]),
+        TIKAPI_KEY_PARAMETER="",
+        TIKAPI_KEY_SECRET=right,
+    )
+    assert result == {"batchItemFailures": []}
+    assert set(records(local, "00000000000000a6")) == {"secret_a", "secret_b"}

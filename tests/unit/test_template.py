@@ -250,7 +250,7 @@ def role_grants(translated: Template, role_id: str) -> list[Grant]:
             documents.append(resource["Properties"]["PolicyDocument"])
     grants = []
     for document in documents:
-        for statement in as_list(document.get("Statement")):
+        for statement in _either_branch(as_list(document.get("Statement"))):
             actions = statement.get("Action", statement.get("NotAction"))
             resources = statement.get("Resource", statement.get("NotResource"))
             grants.append(
@@ -264,6 +264,18 @@ def role_grants(translated: Template, role_id: str) -> list[Grant]:
                 )
             )
     return grants
+
+
+def _either_branch(statements: list[Any]) -> list[Any]:
+    """Statements behind a condition ({"Fn::If": [condition, a, b]}) count as both a and b: the
+    checks hold whichever way a deployment sets the condition."""
+    found = []
+    for statement in statements:
+        if isinstance(statement, dict) and "Fn::If" in statement:
+            found += _either_branch(list(statement["Fn::If"][1:]))
+        elif statement != {"Ref": "AWS::NoValue"}:
+            found.append(statement)
+    return found
 
 
 def function_roles(translated: Template) -> tuple[dict[str, str], list[str]]:
@@ -951,3 +963,107 @@ def test_listing_the_bucket_is_the_one_bucket_level_grant_allowed(sam_template: 
 
     assert not any(role_id in problem for problem in allowed), allowed
     assert any(role_id in problem for problem in widened), widened
+
+
+# --------------------------------------------------------------------------- API key sources
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trawl/{vendor}-key-AbCdEf"
+KEY_VARIABLES = {"tiktok": "TIKAPI_KEY", "tokopedia": "ZYTE_KEY", "shopee": "ZYTE_KEY", "lazada": "ZYTE_KEY"}
+
+
+def resolve_conditions(template: Template, parameters: dict[str, str]) -> Template:
+    """The template as CloudFormation sees it for these parameter values: every Fn::If replaced
+    by its chosen branch, AWS::NoValue dropped (enough of CloudFormation for this template)."""
+    values = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
+    values |= parameters
+
+    def holds(expression: Any) -> bool:
+        ((key, arg),) = expression.items()
+        if key == "Fn::Not":
+            return not holds(arg[0])
+        if key == "Fn::Equals":
+            return bool(value(arg[0]) == value(arg[1]))
+        if key == "Condition":
+            return holds(template["Conditions"][arg])
+        raise AssertionError(f"condition function {key} not handled here")
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
+        return node
+
+    no_value = object()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                condition, yes, no = node["Fn::If"]
+                return walk(yes if holds(template["Conditions"][condition]) else no)
+            if node == {"Ref": "AWS::NoValue"}:
+                return no_value
+            walked = {key: walk(item) for key, item in node.items()}
+            return {key: item for key, item in walked.items() if item is not no_value}
+        if isinstance(node, list):
+            return [item for item in (walk(item) for item in node) if item is not no_value]
+        return node
+
+    resolved: Template = walk(template)
+    return resolved
+
+
+def key_access(
+    translated: Template, parameters: dict[str, str]
+) -> dict[str, tuple[dict[str, str], set[tuple[str, str]]]]:
+    """platform -> (its worker's key variables, the (action, resource) grants on SSM/Secrets Manager)."""
+    deployed = resolve_conditions(translated, parameters)
+    roles, _ = function_roles(deployed)
+    found = {}
+    for worker in workers(deployed):
+        assert worker.platform is not None
+        variables = properties(deployed, worker.function)["Environment"]["Variables"]
+        keys = {
+            name: str(render(v)) for name, v in variables.items() if name.endswith(("_PARAMETER", "_SECRET"))
+        }
+        grants = {
+            (action, resource)
+            for grant in role_grants(deployed, roles[worker.function])
+            for action in grant.actions
+            for resource in grant.resources
+            if grant.services & {"ssm", "secretsmanager"}
+        }
+        found[worker.platform] = (keys, grants)
+    return found
+
+
+def test_by_default_each_worker_reads_its_vendor_key_from_ssm_only(translated: Template) -> None:
+    access = key_access(translated, {})
+    assert set(access) == set(KEY_VARIABLES)
+    for platform, (keys, grants) in access.items():
+        vendor = KEY_VARIABLES[platform]
+        parameter = "${TikApiKeyParameter}" if vendor == "TIKAPI_KEY" else "${ZyteKeyParameter}"
+        assert keys == {f"{vendor}_PARAMETER": parameter}, platform
+        arn = f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{parameter}"
+        assert grants == {("ssm:GetParameter", arn)}, platform
+
+
+def test_with_a_secret_arn_a_worker_reads_only_that_secret(translated: Template) -> None:
+    tikapi, zyte = SECRET_ARN.format(vendor="tikapi"), SECRET_ARN.format(vendor="zyte")
+    for parameters in ({"TikApiKeySecretArn": tikapi}, {"ZyteKeySecretArn": zyte}):
+        for platform, (keys, grants) in key_access(translated, parameters).items():
+            vendor = KEY_VARIABLES[platform]
+            secret = "TikApiKeySecretArn" if vendor == "TIKAPI_KEY" else "ZyteKeySecretArn"
+            if secret in parameters:
+                assert keys == {f"{vendor}_SECRET": f"${{{secret}}}"}, platform
+                assert grants == {("secretsmanager:GetSecretValue", f"${{{secret}}}")}, platform
+            else:  # the other vendor's workers keep reading SSM
+                assert keys.keys() == {f"{vendor}_PARAMETER"}, platform
+                assert {action for action, _ in grants} == {"ssm:GetParameter"}, platform
+
+
+def test_secret_arn_parameters_accept_only_secrets_manager_arns(sam_template: Template) -> None:
+    for name in ("TikApiKeySecretArn", "ZyteKeySecretArn"):
+        pattern = re.compile(sam_template["Parameters"][name]["AllowedPattern"])
+        assert pattern.match("") and pattern.match(SECRET_ARN.format(vendor="x"))
+        assert not pattern.match("*")
+        assert not pattern.match("arn:aws:ssm:us-east-1:123456789012:parameter/trawl/tikapi-key")
+        assert not pattern.match("arn:aws:secretsmanager:us-east-1:123456789012:secret:*")
