@@ -8,8 +8,6 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from botocore.handlers import add_expect_header
-
 from models import AccountData, OutputRecord, ProductData, VideoData
 from models.csvsafe import escape_cell
 
@@ -73,7 +71,10 @@ class RecordWriter:
     def __init__(self, s3: S3Client, bucket: str, fmt: str) -> None:
         # botocore sends every PutObject with "Expect: 100-continue" and waits for the server's
         # go-ahead before the body: a round trip worth it for large uploads. A record is a few
-        # KB, so the body goes with the headers.
+        # KB, so the body goes with the headers. (Imported here: botocore loads with the first
+        # client, in build_deps, not at the handler's import.)
+        from botocore.handlers import add_expect_header
+
         s3.meta.events.unregister("before-call.s3", add_expect_header)
         self._s3 = s3
         self._bucket = bucket
