@@ -2,8 +2,13 @@
 protocol current botocore speaks, answered in constant time (moto's SQS slows with queue depth,
 which would measure moto, not the producer). Messages are counted, not kept.
 
-Run it in its own process (`python -m bench.sqs_stub PORT`) so it does not share the GIL with
-the code being measured."""
+Each answer can wait a fixed round trip first (LATENCY_MS): a real SendMessage crosses the
+network and is stored in several places before SQS answers, and that per-request wait is what
+batching and concurrent senders exist to hide. Requests are served concurrently, so waits overlap
+as they would on SQS.
+
+Run it in its own process (`python -m bench.sqs_stub PORT [LATENCY_MS]`) so it does not share
+the GIL with the code being measured."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,6 +66,7 @@ ACTIONS = {"SendMessageBatch": _send_batch, "SendMessage": _send, "TrawlCount": 
 
 
 class _Handler(BaseHTTPRequestHandler):
+    latency_s = 0.0
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
     # Headers and body go out as two writes; with Nagle on, each reply waits ~40 ms for an ACK.
     disable_nagle_algorithm = True
@@ -71,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
         if handler is None:
             self._reply(400, {"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": action})
             return
+        if self.latency_s and action != "TrawlCount":
+            time.sleep(self.latency_s)
         self._reply(200, handler(json.loads(body or b"{}")))
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
@@ -85,11 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve(port: int) -> None:
+def serve(port: int, latency_ms: float = 0.0) -> None:
+    _Handler.latency_s = latency_ms / 1000
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     server.daemon_threads = True
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
