@@ -4,6 +4,7 @@ local runtime's containers call (build_deps, handle), with answers that show whe
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ def handle(event: dict[str, Any], context: Any, deps: dict[str, Any]) -> dict[st
         raise ValueError(event["raise"])
     if "exit" in event:
         os._exit(event["exit"])
+    if "sleep" in event:
+        time.sleep(event["sleep"])
     return {
         "pid": os.getpid(),
         "greeting": deps["greeting"],

@@ -4,6 +4,7 @@ the runtime sees when a handler raises or the process dies."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -60,6 +61,18 @@ def test_a_process_that_dies_mid_invocation_is_reported_with_its_exit_code(
     assert not container.alive
     with pytest.raises(ContainerDied):
         container.invoke({})
+
+
+def test_an_invocation_past_the_function_timeout_ends_the_environment() -> None:
+    quick = ProcessContainer(dataclasses.replace(PROBE, timeout_s=1), {"PROBE_GREETING": "hi"})
+    try:
+        started = time.monotonic()
+        with pytest.raises(ContainerDied, match=r"probe-fn: timed out after 1 s; its process was stopped"):
+            quick.invoke({"sleep": 30})
+        assert time.monotonic() - started < 10
+        assert not quick.alive
+    finally:
+        quick.close()
 
 
 def test_a_failing_init_is_reported_when_the_container_starts() -> None:

@@ -20,6 +20,10 @@ from typing import Any
 
 from trawl.local.stack import FunctionInfo
 
+# How long building a container's deps (imports, clients) may take; Lambda allows 10 s of init,
+# and this leaves room for a loaded 2-core machine starting several environments at once.
+INIT_TIMEOUT_S = 60.0
+
 
 class ContainerDied(RuntimeError):
     """The execution environment's process ended while it held an invocation."""
@@ -42,22 +46,31 @@ class ProcessContainer:
         self._recv = Connection(os.dup(self._process.stdout.fileno()), writable=False)
         self._process.stdin.close()
         self._process.stdout.close()
-        self._send.send((function, env))
-        self._answer()  # deps built, as after a Lambda init phase
+        try:
+            self._send.send((function, env))
+            self._answer(INIT_TIMEOUT_S)  # deps built, as after a Lambda init phase
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def alive(self) -> bool:
         return self._process.poll() is None
 
     def invoke(self, event: dict[str, Any]) -> Any:
+        """The handler's return value. Like Lambda, an invocation that outlives the function's
+        timeout ends its environment: the process is killed and ContainerDied raised."""
         try:
             self._send.send(event)
         except OSError as exc:
             raise self._died() from exc
-        return self._answer()
+        return self._answer(self.function.timeout_s)
 
-    def _answer(self) -> Any:
+    def _answer(self, timeout_s: float) -> Any:
         try:
+            if not self._recv.poll(timeout_s):
+                self._process.kill()
+                raise self._died(f"timed out after {timeout_s:g} s; its process was stopped")
             ok, value = self._recv.recv()
         except (EOFError, OSError) as exc:
             raise self._died() from exc
@@ -65,9 +78,11 @@ class ProcessContainer:
             raise HandlerError(f"{self.function.name} raised:\n{value}")
         return value
 
-    def _died(self) -> ContainerDied:
-        code = self._process.poll()
-        return ContainerDied(f"{self.function.name}: its container process ended (exit code {code})")
+    def _died(self, why: str = "") -> ContainerDied:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)  # EOF can come a moment before the exit status
+        why = why or f"its container process ended (exit code {self._process.poll()})"
+        return ContainerDied(f"{self.function.name}: {why}")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
