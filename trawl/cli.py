@@ -171,7 +171,12 @@ def _run_files(
             def on_progress(job_id: str, done: int, total: int) -> None:
                 bar.update(tasks[job_id], completed=done, total=total or None)
 
-            wait_for_jobs(session, jobs, on_progress)
+            try:
+                wait_for_jobs(session, jobs, on_progress)
+            except KeyboardInterrupt:
+                bar.stop()
+                _interrupted(session, jobs)
+                raise typer.Exit(130) from None
             for job_id in jobs:
                 bar.update(tasks[job_id], completed=bar.tasks[tasks[job_id]].total or 0)
         stack = session.stack
@@ -185,6 +190,23 @@ def _run_files(
         for platform in stack.platforms:
             dead += dead_letters_by_job(stack, platform)
         return [summarise(stack, job_id, data_dir, dead) for job_id in jobs]
+
+
+def _interrupted(session: Session, jobs: list[str]) -> None:
+    """What Ctrl-C leaves behind, said plainly: a private stack ends with the command; an
+    attached one (`trawl up`, deployed) keeps working on the jobs."""
+    ids = ", ".join(jobs)
+    if isinstance(session, LocalSession):
+        console.print(
+            f"[yellow]interrupted[/]: job {ids} stopped with this command's private stack, and nothing was "
+            "copied. Run it again to start over, or start `trawl up` in another terminal first: jobs on "
+            "that stack keep running when a command stops."
+        )
+    else:
+        console.print(
+            f"[yellow]interrupted[/]: job {ids} keeps running in stack {session.stack.name}; "
+            f"follow it with `trawl status {jobs[0]}`."
+        )
 
 
 def _output_prefixes(stack: Stack, jobs: list[str]) -> list[str]:

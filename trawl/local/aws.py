@@ -70,6 +70,9 @@ class EmbeddedAws:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "trawl.local.motoserver", "0"],
             stdin=subprocess.PIPE,  # never written: its EOF tells the server this process ended
+            # Its own process group: Ctrl-C in the terminal goes to this process, which stops the
+            # server once nothing needs AWS any more.
+            process_group=0,
             stdout=subprocess.PIPE,
             stderr=self._log,
         )

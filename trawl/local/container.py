@@ -38,8 +38,13 @@ class ProcessContainer:
 
     def __init__(self, function: FunctionInfo, env: dict[str, str]) -> None:
         self.function = function
+        # A process group of its own: Ctrl-C in the terminal reaches the runtime, which ends its
+        # environments in order (None, or EOF on the pipe if the runtime itself is gone).
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "trawl.local.container"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "trawl.local.container"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._send = Connection(os.dup(self._process.stdin.fileno()), readable=False)

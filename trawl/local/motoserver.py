@@ -108,10 +108,7 @@ def main() -> None:
     # The parent reads this one line to learn the port (args.port 0: the OS picks a free one).
     print(f"listening {server.get_host_and_port()[1]}", flush=True)
     sys.stdout = sys.stderr
-    try:
-        server._thread.join()  # type: ignore[union-attr]
-    except KeyboardInterrupt:
-        server.stop()
+    server._thread.join()  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":
