@@ -469,8 +469,9 @@ def render(report: ChaosReport) -> str:
     ]
     if report.crash:
         lines.append(
-            f"worker crash: one {c.crash_platform} invocation died after handling {report.crash.handled} of"
-            f" {len(report.crash.receipt_handles)} messages; nothing was deleted. The queue's"
+            f"worker crash: one {c.crash_platform} execution environment's process was killed after handling"
+            f" {report.crash.handled} of {len(report.crash.receipt_handles)} messages of its batch; nothing"
+            " was deleted, and a new environment took over. The queue's"
             f" VisibilityTimeout would return them after 1080 s (360 s for TikTok): {report.fast_forwarded}"
             " were made visible at once instead (ChangeMessageVisibility 0),"
             " standing for that timeout elapsing."

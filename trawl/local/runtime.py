@@ -85,10 +85,6 @@ class CrashedBatch:
     handled: int  # messages the handler processed (records written) before the crash
 
 
-class InjectedCrash(RuntimeError):
-    """Raised by a worker invocation chosen by `crash_next_worker_invocation`."""
-
-
 @dataclass
 class Progress:
     processed: Counter[str]  # job_id -> first-page messages deleted
@@ -240,11 +236,13 @@ class LocalRuntime:
                     if container is None or not container.alive:  # Lambda replaces a lost environment
                         container = ProcessContainer(function, self._env(function))
                     self._invoke_worker(container, source, messages)
-                except ContainerDied:
+                except ContainerDied as lost:
                     # As on AWS: the batch waits out its visibility timeout; a new environment
                     # serves the next one.
                     self.progress.errors += 1
-                    log.exception("%s: execution environment lost mid-invocation", function.name)
+                    log.error("%s; its batch waits out the queue's visibility timeout", lost)
+                    if container is not None:
+                        container.close()
                     container = None
                 except Exception:
                     self.progress.errors += 1
@@ -280,17 +278,19 @@ class LocalRuntime:
         event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
         try:
             if self._take_crash(source.queue_url):
+                # The first half of the batch is handled (its records written), then the
+                # environment's process is killed before the invocation returns.
                 handled = max(1, len(messages) // 2)
                 container.invoke({"Records": event["Records"][:handled]})
+                container.kill()
                 self.crashed.append(
                     CrashedBatch(source.queue_url, [m["ReceiptHandle"] for m in messages], handled)
                 )
-                raise InjectedCrash(f"worker crashed after {handled} of {len(messages)} messages")
+                raise ContainerDied(
+                    f"{container.function.name}: killed (injected crash) after {handled} "
+                    f"of {len(messages)} messages"
+                )
             result = container.invoke(event) or {}
-        except InjectedCrash as crash:
-            self.progress.errors += 1
-            log.warning("worker invocation crashed (injected): %s", crash)
-            return
         except ContainerDied:
             raise
         except Exception:
@@ -322,10 +322,11 @@ class LocalRuntime:
     # ------------------------------------------------------------------ chaos hook
     def crash_next_worker_invocation(self, queue_url: str) -> None:
         """Chaos testing only: the next worker invocation on `queue_url` runs the first half of
-        its batch through the handler (so those records are written), then dies before it
-        returns, like a Lambda runtime killed mid-batch. Nothing is deleted: the whole batch
-        comes back after the queue's VisibilityTimeout and is processed again, overwriting the
-        same objects. The batch is appended to `self.crashed`."""
+        its batch through the handler (so those records are written), then its execution
+        environment's process is killed before it returns, as when a Lambda runtime dies
+        mid-batch. Nothing is deleted: the whole batch comes back after the queue's
+        VisibilityTimeout and is processed again, overwriting the same objects, in a new
+        environment. The batch is appended to `self.crashed`."""
         with self._lock:
             self._crash_next = _queue_name(queue_url)
 
