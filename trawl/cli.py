@@ -225,7 +225,9 @@ def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
         return
     for s in summaries:
         colour = "green" if s.succeeded else "red"
-        out.print(f"\n[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.status}[/]")
+        # The job's state (done / running / failed), not the producer's manifest status: a job is
+        # "enqueued" as soon as its rows are on the queue, long before its records are written.
+        out.print(f"\n[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.state}[/]")
         if s.message:
             out.print(f"  [red]{s.message}[/]")
         out.print(
