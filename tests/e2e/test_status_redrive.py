@@ -60,6 +60,9 @@ def test_dead_lettered_job_is_redriven_to_done(up: LocalSession, tmp_path: Path)
     assert status.exit_code == 1
     got = json.loads(status.stdout)
     assert (got["dead_lettered"], got["in_flight"], got["state"]) == (4, 0, "failed")
+    human = runner.invoke(app, ["status", job_id]).stdout
+    assert f"job {job_id}  tiktok/account  input/tiktok/account/tiktok_redrive.csv  failed" in human
+    assert "in the DLQ 4" in human
 
     healed = runner.invoke(app, ["faults", ""])
     assert healed.exit_code == 0 and "none" in healed.stdout
@@ -78,6 +81,10 @@ def test_dead_lettered_job_is_redriven_to_done(up: LocalSession, tmp_path: Path)
         1,
         0,
         "done",
+    )
+    assert (
+        f"job {job_id}  tiktok/account  input/tiktok/account/tiktok_redrive.csv  done"
+        in runner.invoke(app, ["status", job_id]).stdout
     )
     out = records(up, job_id)
     assert set(out) == set(names)
