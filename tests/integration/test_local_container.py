@@ -1,5 +1,5 @@
-"""The local runtime's worker execution environments: one process each, kept warm, and what
-the runtime sees when a handler raises or the process dies."""
+"""The local runtime's worker execution environments: one process each, kept warm while used and
+reclaimed when idle, and what the runtime sees when a handler raises or the process dies."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from trawl.local.container import ContainerDied, HandlerError, ProcessContainer
+from trawl.local.pipeline import LOCAL_WORKER_ENV, job_id_of, local_session
+from trawl.local.runtime import LocalRuntime
 from trawl.local.stack import FunctionInfo
 
 PROBE = FunctionInfo(
@@ -123,3 +125,26 @@ def test_the_embedded_aws_server_ends_when_its_parent_is_killed() -> None:
         "print(aws._process.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
+
+
+def test_idle_environments_are_reclaimed_and_started_again_when_work_comes(tmp_path: Path) -> None:
+    with local_session() as session:
+        session.runtime.stop()
+        runtime = LocalRuntime(session.stack, env_overrides=LOCAL_WORKER_ENV, idle_s=1.5).start()
+        try:
+            for attempt in ("first", "again"):
+                path = tmp_path / f"idle_{attempt}.csv"
+                path.write_text("username\n" + "".join(f"idle_{attempt}_{n}\n" for n in range(30)))
+                key = f"input/tiktok/account/{path.name}"
+                session.stack.endpoint.client("s3").upload_file(str(path), session.stack.bucket, key)
+                runtime.deliver(runtime.upload_event(session.stack.bucket, key))
+                deadline = time.monotonic() + 60
+                while runtime.progress.processed[job_id_of(session.stack, key)] < 30:
+                    assert time.monotonic() < deadline, f"{attempt}: items not processed"
+                    time.sleep(0.1)
+                assert runtime.warm_environments >= 1
+                while runtime.warm_environments:
+                    assert time.monotonic() < deadline + 10, "idle environments were not reclaimed"
+                    time.sleep(0.2)
+        finally:
+            runtime.stop()

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # with queue depth (every call scans the queue), so this keeps the embedded queues shallow.
 LOCAL_ROWS_PER_INVOCATION = 200
 LOW_WATER = 100
+# A worker environment no batch has used for this long is closed (its process, ~80 MB, ends), as
+# Lambda reclaims idle execution environments; the next batch starts a new one.
+IDLE_ENVIRONMENT_S = 300.0
 
 
 class LocalContext:
@@ -94,8 +97,12 @@ class Progress:
 
 
 class LocalRuntime:
-    def __init__(self, stack: Stack, env_overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, stack: Stack, env_overrides: dict[str, str] | None = None, idle_s: float = IDLE_ENVIRONMENT_S
+    ) -> None:
         self.stack = stack
+        self._idle_s = idle_s
+        self.warm_environments = 0  # worker environment processes alive now
         self.sqs = stack.endpoint.client("sqs")
         self._overrides = env_overrides or {}
         self._stop = threading.Event()
@@ -225,36 +232,49 @@ class LocalRuntime:
     # ------------------------------------------------------------------ workers
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
         container: ProcessContainer | None = None  # started on the first batch, kept warm after
+        last_used = time.monotonic()
+
+        def retire() -> None:
+            nonlocal container
+            if container is not None:
+                container.close()
+                container = None
+                with self._lock:
+                    self.warm_environments -= 1
+
         try:
             while not self._stop.is_set():
                 messages = self._receive(source)
                 if not messages:
+                    if time.monotonic() - last_used > self._idle_s:
+                        retire()  # as Lambda reclaims an environment nobody has used for a while
                     continue
                 with self._lock:
                     self._busy += 1
                 try:
                     if container is None or not container.alive:  # Lambda replaces a lost environment
+                        retire()
                         container = ProcessContainer(function, self._env(function))
+                        with self._lock:
+                            self.warm_environments += 1
                     self._invoke_worker(container, source, messages)
                 except ContainerDied as lost:
                     # As on AWS: the batch waits out its visibility timeout; a new environment
                     # serves the next one.
                     self.progress.errors += 1
                     log.error("%s; its batch waits out the queue's visibility timeout", lost)
-                    if container is not None:
-                        container.close()
-                    container = None
+                    retire()
                 except Exception:
                     self.progress.errors += 1
                     log.exception(
                         "invoking %s failed; its messages wait out their visibility timeout", function.name
                     )
                 finally:
+                    last_used = time.monotonic()
                     with self._lock:
                         self._busy -= 1
         finally:
-            if container is not None:
-                container.close()
+            retire()
 
     def _receive(self, source: EventSource) -> list[dict[str, Any]]:
         try:
