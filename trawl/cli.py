@@ -81,10 +81,16 @@ def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str,
 
 
 def _quiet_logs(verbose: bool) -> None:
-    # The handlers run in this process; their Powertools loggers read the level at import.
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if verbose else "ERROR"
+    """Handler logs only with --verbose. Worker environments inherit this environment; the
+    producer runs in this process, and its Powertools loggers (named trawl.<module>, each with its
+    own level) were created when the CLI imported it, so their levels are set here too."""
+    level = logging.INFO if verbose else logging.ERROR
+    os.environ["POWERTOOLS_LOG_LEVEL"] = logging.getLevelName(level)
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "false" if verbose else "true"
-    logging.getLogger("trawl").setLevel(logging.INFO if verbose else logging.ERROR)
+    for name, found in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "trawl" or name.startswith("trawl.")) and isinstance(found, logging.Logger):
+            found.setLevel(level)
+    logging.getLogger("trawl").setLevel(level)
     logging.getLogger("botocore").setLevel(logging.ERROR)
 
 

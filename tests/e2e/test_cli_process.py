@@ -1,5 +1,6 @@
-"""Ctrl-C during `trawl run` on a private stack: the command says what happened to the job,
-exits 130, and leaves no process behind (no moto server, no worker environment)."""
+"""`trawl run` as a user's terminal runs it, in a process of its own: the handlers' JSON log
+lines stay out of its output unless asked for, and Ctrl-C says what happened to the job, exits
+130, and leaves no process behind (no moto server, no worker environment)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# The installed console script, as users run it (`python -m trawl.cli` imports in another order).
+TRAWL = str(Path(sys.executable).with_name("trawl"))
 
 
 def _descendants(pid: int) -> set[int]:
@@ -23,8 +27,8 @@ def test_ctrl_c_stops_the_run_and_its_processes(tmp_path: Path) -> None:
     csv_path = tmp_path / "many.csv"
     csv_path.write_text("username\n" + "".join(f"slow_{n:04d}\n" for n in range(2000)))
     env = os.environ | {"TRAWL_HOME": str(tmp_path / "home")}
-    command = [sys.executable, "-m", "trawl.cli", "run", str(csv_path), "--platform", "tiktok"]
-    command += ["--kind", "account", "--latency-ms", "200", "--data-dir", str(tmp_path / "data")]
+    command = [TRAWL, "run", str(csv_path), "--platform", "tiktok", "--kind", "account"]
+    command += ["--latency-ms", "200", "--data-dir", str(tmp_path / "data")]
     run = subprocess.Popen(
         command,
         env=env,
@@ -64,3 +68,22 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_handler_logs_show_only_with_verbose(tmp_path: Path) -> None:
+    csv_path = tmp_path / "few.csv"
+    csv_path.write_text("username\nquiet_one\nquiet_two\n")
+    # A user's shell: none of the Powertools settings tests/conftest.py gives the test process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    env["TRAWL_HOME"] = str(tmp_path / "home")
+    command = [TRAWL, "run", str(csv_path), "--platform", "tiktok", "--kind", "account"]
+    command += ["--data-dir", str(tmp_path / "data")]
+
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    loud = subprocess.run([*command, "--verbose"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "written ok 2" in quiet.stdout
+    assert '"level"' not in quiet.stderr + quiet.stdout
+    assert '"message":"job enqueued"' in loud.stderr  # the producer's line, in this process
+    assert '"message":"batch done"' in loud.stderr  # a worker environment's line
