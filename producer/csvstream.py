@@ -23,6 +23,7 @@ TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
     "product": ("url", "product_url", "link"),
 }
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SEP_LINE = re.compile(r"^sep=([,;\t|])$", re.IGNORECASE)
 
 
@@ -118,6 +119,10 @@ def _header_text(line: Line | None) -> str:
         raise BadFile(f"header row is {line.size:,} bytes long; is this a CSV file?")
     if line is None or not line.strip(b"\r\n\t ,;" + _BOM):
         raise BadFile("file is empty: expected a header row, then one row per item")
+    if line.startswith(_UTF16_BOMS):
+        raise BadFile(
+            "file is UTF-16 (as Excel's 'Unicode Text' saves it); save it as 'CSV UTF-8 (Comma delimited)'"
+        )
     try:
         return line.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -91,6 +91,12 @@ FAILED_FILES = [
     ),
     Case("header-not-utf8", b"Us\xe9rname\nalice\n", status="failed", message="header row is not UTF-8"),
     Case(
+        "excel-unicode-text",
+        "username\talice\r\n".encode("utf-16"),
+        status="failed",
+        message="file is UTF-16 (as Excel's 'Unicode Text' saves it); save it as 'CSV UTF-8",
+    ),
+    Case(
         "unknown-platform",
         b"username\nalice\n",
         key="input/facebook/account/x.csv",
