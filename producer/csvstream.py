@@ -41,6 +41,8 @@ class Header:
     delimiter: str
     target_index: int
     data_offset: int  # byte offset of the first data row
+    first_row: int = 2  # the first data row's number, as a spreadsheet shows it
+    newline: str = "\n"  # "\r" for a file with old Mac line endings (CR only)
 
     @property
     def target_column(self) -> str:
@@ -68,14 +70,24 @@ class LongLine:
 Line = bytes | LongLine
 
 
-def iter_lines(stream: Readable, chunk_size: int = 1 << 16, max_line: int = MAX_ROW_BYTES) -> Iterator[Line]:
-    """Lines with their endings, read in chunks; memory is bounded by max_line + chunk_size."""
+def iter_lines(
+    stream: Readable, chunk_size: int = 1 << 16, max_line: int = MAX_ROW_BYTES, newline: str | None = None
+) -> Iterator[Line]:
+    """Lines with their endings, read in chunks; memory is bounded by max_line + chunk_size.
+    Lines end at LF (so CRLF too), or at CR in a file whose first line ends with a lone CR (old
+    Mac line endings, still written by some exports); `newline` fixes the choice when reading
+    resumes mid-file."""
     pending = b""
     skipped: LongLine | None = None  # the over-long line being read past, so far
+    separator = newline.encode() if newline else None
     while chunk := stream.read(chunk_size):
         pending += chunk
+        if separator is None:
+            separator = _line_separator(pending, final=len(pending) > max_line)
+            if separator is None:
+                continue  # no line ending seen yet: read on
         start = 0
-        while (end := pending.find(b"\n", start)) != -1:
+        while (end := pending.find(separator, start)) != -1:
             line = pending[start : end + 1]
             if skipped is not None:
                 yield _longer(skipped, line)
@@ -90,6 +102,20 @@ def iter_lines(stream: Readable, chunk_size: int = 1 << 16, max_line: int = MAX_
             skipped, pending = _longer(skipped or LongLine(0, False), pending), b""
     if skipped is not None or pending:
         yield _longer(skipped, pending) if skipped is not None else pending
+
+
+def _line_separator(data: bytes, final: bool) -> bytes | None:
+    """b"\r" when the first line ending in `data` is a lone CR, b"\n" for LF or CRLF; None
+    while no ending (or only a CR at the very end) has been seen, unless `final`."""
+    ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i != -1]
+    if not ends:
+        return b"\n" if final else None
+    first = min(ends)
+    if data[first : first + 1] == b"\n":
+        return b"\n"
+    if first + 1 < len(data):
+        return b"\n" if data[first + 1 : first + 2] == b"\n" else b"\r"
+    return b"\n" if final else None
 
 
 def _longer(line: LongLine, more: bytes) -> LongLine:
@@ -131,11 +157,22 @@ def _header_text(line: Line | None) -> str:
         ) from exc
 
 
+def _blank(line: Line | None) -> bool:
+    return isinstance(line, bytes) and not line.strip(b"\r\n\t ,;" + _BOM)
+
+
 def read_header(lines: Iterator[Line], platform: str) -> Header:
-    first = next(lines, None)
+    # Blank lines above the header (as a spreadsheet exports empty top rows) are skipped, but
+    # counted, so row numbers stay the ones the spreadsheet shows.
+    first, offset, row = next(lines, None), 0, 1
+    while _blank(first) and (following := next(lines, None)) is not None:
+        assert isinstance(first, bytes)
+        offset, row, first = offset + len(first), row + 1, following
     text = _header_text(first)
-    offset = len(first) if isinstance(first, bytes) else 0
-    # Excel's "sep=;" first line names the delimiter; the header is the line after it.
+    newline = "\r" if isinstance(first, bytes) and first.endswith(b"\r") else "\n"
+    offset += len(first) if isinstance(first, bytes) else 0
+    # Excel's "sep=;" first line names the delimiter; the header is the line after it (Excel
+    # does not show the sep line, so it is not counted).
     named = _SEP_LINE.match(text.strip())
     if named:
         second = next(lines, None)
@@ -151,7 +188,7 @@ def read_header(lines: Iterator[Line], platform: str) -> Header:
         columns = tuple(c.strip() for c in next(csv.reader([text], delimiter=delimiter)))
     except csv.Error as exc:
         raise BadFile(f"header row is not valid CSV: {exc}") from exc
-    return Header(columns, delimiter, find_target_column(platform, columns), offset)
+    return Header(columns, delimiter, find_target_column(platform, columns), offset, row + 1, newline)
 
 
 class _RowTooLong(Exception):

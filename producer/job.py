@@ -214,14 +214,18 @@ class _FanOutJob:
     def _open(self) -> tuple[Header, RowReader]:
         ck = self.m.checkpoint
         body = self.store.open_input(self.m.input, offset=ck["offset"] if ck else 0)
-        lines = iter_lines(body)
         if ck:
-            header = Header(tuple(ck["columns"]), ck["delimiter"], ck["target_index"], ck["offset"])
+            newline = ck.get("newline", "\n")  # checkpoints written before CR files were read lack it
+            lines = iter_lines(body, newline=newline)
+            header = Header(
+                tuple(ck["columns"]), ck["delimiter"], ck["target_index"], ck["offset"], ck["row"], newline
+            )
             return header, RowReader(lines, header.delimiter, ck["offset"], ck["row"])
         assert self.m.platform is not None
+        lines = iter_lines(body)
         header = read_header(lines, self.m.platform)
         self.m.target_column = header.target_column
-        return header, RowReader(lines, header.delimiter, header.data_offset, first_row=2)
+        return header, RowReader(lines, header.delimiter, header.data_offset, header.first_row)
 
     def _read_rows(self, seen: SeenSet, rejects: RejectsFile, fanout: Fanout) -> dict[str, Any] | None:
         """Returns the checkpoint to continue from, or None when the file is done."""
@@ -256,6 +260,7 @@ class _FanOutJob:
             "columns": list(header.columns),
             "delimiter": header.delimiter,
             "target_index": header.target_index,
+            "newline": header.newline,
         }
 
     def _record_unsent(self, fanout: Fanout, rejects: RejectsFile) -> None:

@@ -51,7 +51,7 @@ def _plain_row(row: int) -> int:
     return row
 
 
-def _input(rows: int) -> tuple[bytes, dict[int, str], dict[int, str], int]:
+def _input(rows: int, newline: str = "\r\n") -> tuple[bytes, dict[int, str], dict[int, str], int]:
     """CSV text; row -> username expected on the queue; row -> reject reason; duplicates."""
     lines, enqueued, refused, duplicates, first_row = ["username,crm"], {}, {}, 0, {}
     for row in range(2, rows + 2):
@@ -69,23 +69,24 @@ def _input(rows: int) -> tuple[bytes, dict[int, str], dict[int, str], int]:
         enqueued[row] = name
     # Every "@USERnnnn" must name a row that came before it, or it would not be a duplicate.
     assert duplicates == rows - len(enqueued) - len(refused)
-    return ("\r\n".join(lines) + "\r\n").encode(), enqueued, refused, duplicates
+    return (newline.join(lines) + newline).encode(), enqueued, refused, duplicates
 
 
 @pytest.mark.parametrize(
-    ("name", "rows", "checks", "cap", "invocations"),
+    ("name", "rows", "checks", "cap", "invocations", "newline"),
     [
         # The deadline is checked every 100 rows; the second check finds it near: 200 rows each.
-        ("deadline", 450, 1, "0", 3),
-        ("row-cap", 450, 1_000, "130", 4),
-        ("cap-at-last-row", 260, 1_000, "130", 3),  # the last continuation finds no rows left
+        ("deadline", 450, 1, "0", 3, "\r\n"),
+        ("row-cap", 450, 1_000, "130", 4, "\r\n"),
+        ("cap-at-last-row", 260, 1_000, "130", 3, "\r\n"),  # the last continuation finds no rows left
+        ("old-mac-line-endings", 450, 1_000, "130", 4, "\r"),  # continuations keep reading CR lines
     ],
 )
 def test_a_checkpointed_job_enqueues_every_row_exactly_once(
-    driver: ProducerDriver, name: str, rows: int, checks: int, cap: str, invocations: int
+    driver: ProducerDriver, name: str, rows: int, checks: int, cap: str, invocations: int, newline: str
 ) -> None:
     key = f"input/tiktok/account/checkpoint-{name}.csv"
-    body, enqueued, refused, duplicates = _input(rows)
+    body, enqueued, refused, duplicates = _input(rows, newline)
     continuations = Continuations()
     result = driver.handle(
         driver.upload(key, body), NearDeadline(driver, checks), continuations, MAX_ROWS_PER_INVOCATION=cap

@@ -128,6 +128,17 @@ ROW_CASES = [
         context={2: {"Segment": "a"}, 3: {"Segment": "b"}},
     ),
     Case(
+        "mac-cr-line-endings",
+        b"Username,Team\rmac_one,a\rmac_two,b\r",
+        enqueued={2: "mac_one", 3: "mac_two"},
+    ),
+    Case(
+        "blank-lines-above-header",
+        b"\r\n,,\r\nusername,team\r\nabove_one,a\r\n,\r\nabove_two,b\r\n",
+        enqueued={4: "above_one", 6: "above_two"},
+        rejects={5: "blank"},
+    ),
+    Case(
         "tab-delimited",
         b"crm_id\tUnique-ID\n7\tcarol\n8\t dave \n",
         enqueued={2: "carol", 3: "dave"},

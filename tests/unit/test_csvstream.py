@@ -125,3 +125,31 @@ def test_lines_are_never_held_longer_than_the_row_limit() -> None:
 def test_rows_after_an_excel_sep_line_keep_their_numbers() -> None:
     rows = _rows(b"sep=,\nusername,team\nalice,a\nbob,b\n")
     assert [(r.row, r.fields) for r in rows] == [(2, ["alice", "a"]), (3, ["bob", "b"])]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 1 << 16])
+def test_old_mac_line_endings_are_lines_too(chunk: int) -> None:
+    data = b'username,note\ralice,"two\rlines"\rbob,2\r'
+    lines = iter_lines(io.BytesIO(data), chunk_size=chunk)
+    header = read_header(lines, "tiktok")
+    rows = list(RowReader(lines, header.delimiter, header.data_offset, header.first_row))
+    assert (header.columns, header.newline) == (("username", "note"), "\r")
+    assert [(r.row, r.fields) for r in rows] == [(2, ["alice", "two\rlines"]), (3, ["bob", "2"])]
+    assert rows[-1].end_offset == len(data)
+    # Resumed mid-file (a checkpoint), the file's line ending is given, not guessed again.
+    resumed = RowReader(iter_lines(io.BytesIO(data[rows[0].end_offset :]), newline="\r"), ",", 0, 3)
+    assert [r.fields for r in resumed] == [["bob", "2"]]
+
+
+def test_a_lone_cr_inside_a_row_of_an_lf_file_stays_in_its_field() -> None:
+    rows = _rows(b'username,note\nalice,"a\rb"\nbob,2\n', chunk=3)
+    assert [r.fields for r in rows] == [["alice", "a\rb"], ["bob", "2"]]
+
+
+def test_blank_lines_above_the_header_are_skipped_and_rows_keep_spreadsheet_numbers() -> None:
+    data = b"\r\n,,\r\n  \r\nusername,team\r\nalice,a\r\nbob,b\r\n"
+    lines = iter_lines(io.BytesIO(data))
+    header = read_header(lines, "tiktok")
+    rows = list(RowReader(lines, header.delimiter, header.data_offset, header.first_row))
+    assert header.columns == ("username", "team") and header.first_row == 5
+    assert [(r.row, r.fields) for r in rows] == [(5, ["alice", "a"]), (6, ["bob", "b"])]

@@ -187,7 +187,7 @@ class LocalRuntime:
                             seen[obj["Key"]] = obj["ETag"]
                             self.deliver(self.upload_event(self.stack.bucket, obj["Key"]))
             except Exception:
-                log.exception("listing input/ failed; retrying")
+                self._log_failure("listing input/ failed; retrying", exc_info=True)
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Queue an asynchronous invocation of the producer (an S3 event or a continuation)."""
@@ -218,7 +218,7 @@ class LocalRuntime:
             except Exception:
                 # Lambda would retry an async invocation twice; locally the error is shown instead.
                 self.progress.errors += 1
-                log.exception("producer invocation failed")
+                self._log_failure("producer invocation failed", exc_info=True)
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -245,6 +245,8 @@ class LocalRuntime:
         try:
             while not self._stop.is_set():
                 messages = self._receive(source)
+                if self._stop.is_set():
+                    break  # stopping: what was just received returns after its visibility timeout
                 if not messages:
                     if time.monotonic() - last_used > self._idle_s:
                         retire()  # as Lambda reclaims an environment nobody has used for a while
@@ -262,12 +264,13 @@ class LocalRuntime:
                     # As on AWS: the batch waits out its visibility timeout; a new environment
                     # serves the next one.
                     self.progress.errors += 1
-                    log.error("%s; its batch waits out the queue's visibility timeout", lost)
+                    self._log_failure(f"{lost}; its batch waits out the queue's visibility timeout")
                     retire()
                 except Exception:
                     self.progress.errors += 1
-                    log.exception(
-                        "invoking %s failed; its messages wait out their visibility timeout", function.name
+                    self._log_failure(
+                        f"invoking {function.name} failed; its messages wait out their visibility timeout",
+                        exc_info=True,
                     )
                 finally:
                     last_used = time.monotonic()
@@ -275,6 +278,12 @@ class LocalRuntime:
                         self._busy -= 1
         finally:
             retire()
+
+    def _log_failure(self, message: str, exc_info: bool = False) -> None:
+        """An invocation that failed. While the runtime stops (Ctrl-C), the embedded AWS and the
+        environments go away under running invocations: what fails then is expected, not news."""
+        level = logging.DEBUG if self._stop.is_set() else logging.ERROR
+        log.log(level, message, exc_info=exc_info)
 
     def _receive(self, source: EventSource) -> list[dict[str, Any]]:
         try:
@@ -287,7 +296,7 @@ class LocalRuntime:
             ).get("Messages", [])
         except Exception:
             # Like Lambda's pollers, keep polling whatever one call did.
-            log.exception("receiving from %s failed; polling on", source.queue_url)
+            self._log_failure(f"receiving from {source.queue_url} failed; polling on", exc_info=True)
             self._stop.wait(0.5)
             return []
         return messages
@@ -316,7 +325,7 @@ class LocalRuntime:
         except Exception:
             # As on AWS: the whole batch stays on the queue until its visibility timeout ends.
             self.progress.errors += 1
-            log.exception("worker invocation failed")
+            self._log_failure("worker invocation failed", exc_info=True)
             return
         self.progress.invocations += 1
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
