@@ -128,15 +128,28 @@ def canonical_header(name: str) -> str:
 
 
 def find_target_column(platform: str, columns: Iterable[str]) -> int:
+    columns = list(columns)
     names = [canonical_header(c) for c in columns]
     wanted = TARGET_COLUMNS["tiktok" if platform == "tiktok" else "product"]
     for candidate in wanted:
         if candidate in names:
             return names.index(candidate)
     found = ", ".join(repr(c) for c in columns) or "none"
+    hint = ""
+    if any(_looks_like_data(c) for c in columns):
+        hint = f"; the first row looks like data, not a header: add a header row first, e.g. '{wanted[0]}'"
     raise BadFile(
         f"no usable column: expected one of {', '.join(wanted)} (case, spaces, '-' and '_' ignored);"
-        f" headers found: {found}"
+        f" headers found: {found}{hint}"
+    )
+
+
+def _looks_like_data(cell: str) -> bool:
+    """A header cell that is a handle or a link: the file most likely has no header row."""
+    text = cell.strip().lower()
+    # "@name", "https://...", "www.shop.com/...", "tokopedia.com/shop/item"
+    return text.startswith(("@", "http://", "https://", "www.")) or (
+        "/" in text and "." in text.split("/")[0]
     )
 
 

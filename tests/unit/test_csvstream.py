@@ -43,6 +43,12 @@ BAD_FILES = [
     (b"name,email\nalice,a@example.com\n", "no usable column: expected one of username, handle, account,"),
     (b"name,email\n", "headers found: 'name', 'email'"),
     (b"us\xe9rname\n", "header row is not UTF-8"),
+    # no header row at all: the first row is a handle or a link
+    (b"@zachking\n@khaby.lame\n", "headers found: '@zachking'; the first row looks like data, not a header"),
+    (
+        b"https://www.tiktok.com/@nasa,x\n",
+        "looks like data, not a header: add a header row first, e.g. 'username'",
+    ),
     (b"a" * (MAX_ROW_BYTES + 10), f"header row is {MAX_ROW_BYTES + 10:,} bytes long"),
 ]
 
@@ -153,3 +159,10 @@ def test_blank_lines_above_the_header_are_skipped_and_rows_keep_spreadsheet_numb
     rows = list(RowReader(lines, header.delimiter, header.data_offset, header.first_row))
     assert header.columns == ("username", "team") and header.first_row == 5
     assert [(r.row, r.fields) for r in rows] == [(5, ["alice", "a"]), (6, ["bob", "b"])]
+
+
+def test_a_header_of_words_gets_no_looks_like_data_hint() -> None:
+    with pytest.raises(BadFile) as failed:
+        read_header(iter_lines(io.BytesIO(b"name,email,e/mail\nalice,a@example.com,x\n")), "tiktok")
+    assert "headers found: 'name', 'email', 'e/mail'" in str(failed.value)
+    assert "looks like data" not in str(failed.value)
