@@ -174,8 +174,10 @@ def _run_files(
                 for job_id, (path, platform, kind) in zip(jobs, files, strict=True)
             }
 
-            def on_progress(job_id: str, done: int, total: int) -> None:
-                bar.update(tasks[job_id], completed=done, total=total or None)
+            def on_progress(job_id: str, done: int, total: int, producing: bool) -> None:
+                # While the producer is still reading the file the total is not known yet: "800/?",
+                # not a full-looking "800/800".
+                bar.update(tasks[job_id], completed=done, total=None if producing else total or None)
 
             try:
                 wait_for_jobs(session, jobs, on_progress)

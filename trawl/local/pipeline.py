@@ -168,7 +168,8 @@ def job_id_of(stack: Stack, key: str) -> str:
     return job_id_for(ObjectRef(bucket=stack.bucket, key=key, etag=etag))
 
 
-ProgressFn = Callable[[str, int, int], None]  # job_id, done, total
+# job_id, items done, items enqueued so far, whether the producer is still enqueuing
+ProgressFn = Callable[[str, int, int, bool], None]
 
 
 def wait_for_jobs(
@@ -188,7 +189,7 @@ def wait_for_jobs(
             for job_id, m in manifests.items():
                 total = m.enqueued if m else 0
                 done = runtime.progress.processed[job_id] if runtime else max(0, total - waiting)
-                on_progress(job_id, min(total, done + dlq), total)
+                on_progress(job_id, min(total, done + dlq), total, m is None or m.status == "running")
         idle = runtime.idle() if runtime else all(queue_depth(sqs, q) == 0 for q in work_queues)
         if produced and idle:
             return
