@@ -409,11 +409,18 @@ def _print_recent(manifests: list[JobManifest], as_json: bool) -> None:
         return
     if not manifests:
         out.print("no jobs yet")
+        return
+    # What the producer did with each file (reading it: running; done reading: enqueued; failed).
+    # Whether the items are done too needs their records: `trawl status JOB`.
+    heading = ("job", "created (UTC)", "platform/kind", "producer", "rows", "enqueued", "input")
+    out.print("{:<16}  {:<16}  {:<17}  {:<8}  {:>7}  {:>8}  {}".format(*heading))
     for m in manifests:
+        pair = f"{m.platform}/{m.kind}"
         out.print(
-            f"{m.job_id}  {m.created_at:%Y-%m-%d %H:%M}  {m.platform}/{m.kind}  {m.status:<8}"
-            f" rows {m.rows_read:>7}  enqueued {m.enqueued:>7}  {m.input.key}"
+            f"{m.job_id:<16}  {m.created_at:%Y-%m-%d %H:%M}  {pair:<17}  {m.status:<8}"
+            f"  {m.rows_read:>7}  {m.enqueued:>8}  {m.input.key}"
         )
+    out.print("items of one job (written, in the DLQ, in flight): trawl status JOB")
 
 
 @app.command("redrive")

@@ -93,9 +93,28 @@ def test_dead_lettered_job_is_redriven_to_done(up: LocalSession, tmp_path: Path)
     assert len([k for k in keys if f"/{job_id}-" in k]) == len(names)  # no duplicate objects
 
 
-def test_status_lists_recent_jobs_and_rejects_unknown_ones(up: LocalSession) -> None:
+def test_status_lists_recent_jobs_and_rejects_unknown_ones(up: LocalSession, tmp_path: Path) -> None:
+    # A job of its own (a file the producer refuses, so nothing reaches the queues the other
+    # tests of this module count): the tests of a module may run on different workers.
+    refused = tmp_path / "tiktok_no_column.csv"
+    refused.write_text("name\nalice\n", encoding="utf-8")
+    ran = runner.invoke(app, ["run", str(refused), "--json", "--data-dir", str(tmp_path / "data")])
+    assert ran.exit_code == 1 and json.loads(ran.stdout)["state"] == "failed", ran.output
     listed = runner.invoke(app, ["status"])
     assert listed.exit_code == 0
+    heading, *jobs, hint = listed.stdout.strip().splitlines()
+    assert heading.split() == [
+        "job",
+        "created",
+        "(UTC)",
+        "platform/kind",
+        "producer",
+        "rows",
+        "enqueued",
+        "input",
+    ]
+    assert jobs and all(line.split()[3] == "tiktok/account" for line in jobs)
+    assert hint.endswith("trawl status JOB")
     missing = runner.invoke(app, ["status", "ffffffffffffffff"])
     assert missing.exit_code == 2 and "no job ffffffffffffffff" in missing.output
 
