@@ -376,7 +376,9 @@ def status(
         _print_recent(recent_jobs(target), as_json)
         return
     try:
-        found = job_status(target, job)
+        # One read per record: a big job takes a while, so say what is happening (on stderr).
+        with console.status(f"reading job {job}: its manifest, its records and the dead-letter queue"):
+            found = job_status(target, job)
     except LookupError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
