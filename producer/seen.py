@@ -10,6 +10,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+# Keys per statement: well under SQLite's limit on bound variables (999 before 3.32).
+_CHUNK = 500
+
 
 class SeenSet:
     def __init__(self, path: Path) -> None:
@@ -22,10 +25,27 @@ class SeenSet:
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
         self._db.execute("BEGIN")
 
-    def add(self, key: str) -> bool:
-        """True when `key` is new to this job."""
-        cursor = self._db.execute("INSERT OR IGNORE INTO seen (key) VALUES (?)", (key,))
-        return cursor.rowcount == 1
+    def add_many(self, keys: list[str]) -> list[bool]:
+        """For each key in order: True when it is new to this job (a key repeated within `keys`
+        is new only the first time). Two statements per call, not one per key: each call into
+        SQLite releases the GIL, and getting it back from the sender threads costs more than
+        the insert itself."""
+        fresh: list[bool] = []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            distinct = list(dict.fromkeys(chunk))
+            marks = ",".join("?" * len(distinct))
+            known = {
+                row[0] for row in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", distinct)
+            }
+            added: set[str] = set()
+            for key in chunk:
+                new = key not in known and key not in added
+                if new:
+                    added.add(key)
+                fresh.append(new)
+            self._db.executemany("INSERT INTO seen (key) VALUES (?)", [(key,) for key in added])
+        return fresh
 
     def save(self) -> Path:
         """Commit so the file on disk is complete (for the checkpoint upload)."""
