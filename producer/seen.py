@@ -2,8 +2,9 @@
 
 Why SQLite in /tmp and not a Python set or a Bloom filter: a set of 1M keys costs ~100 MB of
 heap and grows with the file; a Bloom filter is small but has false positives, which would
-silently drop distinct items. SQLite keeps the keys on disk (a few MB of page cache), answers
-exactly, and is one file that can travel with the job's checkpoint to the next invocation."""
+silently drop distinct items. SQLite keeps the keys on disk (a 2 MB page cache: the rest of a
+big file's B-tree is read through the OS cache, so the process does not grow with the file),
+answers exactly, and is one file that can travel with the job's checkpoint to the next invocation."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class SeenSet:
         # The file is rebuilt from the checkpoint copy after a crash, so durability is not needed here.
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-8000")
+        self._db.execute("PRAGMA cache_size=-2000")  # KiB; 8 MB made peak RSS grow 10% from 100k to 1M rows
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
         self._db.execute("BEGIN")
 
