@@ -156,7 +156,7 @@ def _looks_like_data(cell: str) -> bool:
 def _header_text(line: Line | None) -> str:
     if isinstance(line, LongLine):
         raise BadFile(f"header row is {line.size:,} bytes long; is this a CSV file?")
-    if line is None or not line.strip(b"\r\n\t ,;" + _BOM):
+    if line is None or _blank(line):
         raise BadFile("file is empty: expected a header row, then one row per item")
     if line.startswith(_UTF16_BOMS):
         raise BadFile(

@@ -224,11 +224,11 @@ class _FanOutJob:
             header = Header(
                 tuple(ck["columns"]), ck["delimiter"], ck["target_index"], ck["offset"], ck["row"], newline
             )
-            return header, RowReader(lines, header.delimiter, ck["offset"], ck["row"])
-        assert self.m.platform is not None
-        lines = iter_lines(body)
-        header = read_header(lines, self.m.platform)
-        self.m.target_column = header.target_column
+        else:
+            assert self.m.platform is not None
+            lines = iter_lines(body)
+            header = read_header(lines, self.m.platform)
+            self.m.target_column = header.target_column
         return header, RowReader(lines, header.delimiter, header.data_offset, header.first_row)
 
     def _read_rows(self, seen: SeenSet, rejects: RejectsFile, fanout: Fanout) -> dict[str, Any] | None:

@@ -85,3 +85,11 @@ def uploaded(local: LocalSession, key: str, body: bytes) -> dict[str, Any]:
         size=len(body),
         etag=etag,
     )
+
+
+def process_state(pid: int) -> str:
+    """The process's state letter from /proc (R, S, Z, ...), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers import process_state
+
 # The installed console script, as users run it (`python -m trawl.cli` imports in another order).
 TRAWL = str(Path(sys.executable).with_name("trawl"))
 
@@ -52,7 +54,7 @@ def test_ctrl_c_stops_the_run_and_its_processes(tmp_path: Path) -> None:
     assert "Traceback" not in err, err[-3000:]
     assert not (tmp_path / "data").exists()  # nothing half-copied
     time.sleep(1)
-    left = [pid for pid in children if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"]
+    left = [pid for pid in children if process_state(pid) not in ("gone", "Z")]
     assert left == [], f"processes left running after Ctrl-C: {left}"
 
 
@@ -61,13 +63,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
 
 
 def test_handler_logs_show_only_with_verbose(tmp_path: Path) -> None:

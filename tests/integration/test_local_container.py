@@ -3,7 +3,6 @@ reclaimed when idle, and what the runtime sees when a handler raises or the proc
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import process_state
 from trawl.local.container import ContainerDied, HandlerError, ProcessContainer
 from trawl.local.pipeline import LOCAL_WORKER_ENV, job_id_of, local_session
 from trawl.local.runtime import LocalRuntime
@@ -98,11 +98,9 @@ def _killed_parent_leaves_no_child(script: str) -> None:
     parent.wait()
     parent.stdout.close()
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(child, os.WNOHANG)  # not ours: reaped by init, this only avoids a race
+    while process_state(child) not in ("gone", "Z") and time.monotonic() < deadline:
         time.sleep(0.1)
-    state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(f"/proc/{child}").exists() else "gone"
+    state = process_state(child)
     assert state in ("gone", "Z"), f"child {child} still running ({state}) 10 s after its parent was killed"
 
 
