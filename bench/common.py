@@ -17,7 +17,7 @@ import httpx
 
 from models import Source, WorkItem
 from trawl.local.pipeline import LOCAL_WORKER_ENV, LocalSession
-from trawl.local.stack import LOCAL_KEYS, FunctionInfo
+from trawl.local.stack import SANDBOX_KEYS, FunctionInfo
 
 JOB_DATE = "2026-11-30"
 
@@ -123,7 +123,7 @@ class HandRunScript:
     bucket: str
 
     def run(self, names: Iterable[str], prefix: str) -> int:
-        headers = {"X-API-KEY": LOCAL_KEYS["/trawl/tikapi-key"], "Accept": "application/json"}
+        headers = {"X-API-KEY": SANDBOX_KEYS["tikapi"], "Accept": "application/json"}
         written = 0
         with httpx.Client(base_url=self.tikapi_url, headers=headers, timeout=30) as http:
             for name in names:

@@ -56,30 +56,37 @@ class WorkItem(_Model):
 
 
 class AccountData(_Model):
+    """id and unique_id identify the account; every other field is None when the upstream
+    left it out or sent a value that does not parse."""
+
     id: str
     unique_id: str
-    sec_uid: str
-    nickname: str
-    verified: bool
-    private: bool
-    followers: int
-    following: int
-    likes: int
-    videos: int
+    sec_uid: str | None
+    nickname: str | None
+    verified: bool | None
+    private: bool | None
+    followers: int | None
+    following: int | None
+    likes: int | None
+    videos: int | None
 
 
 class VideoData(_Model):
+    """id identifies the video; the rest is None when missing or unparseable upstream."""
+
     id: str
-    author: str
-    description: str
-    created_at: dt.datetime
-    plays: int
-    likes: int
-    comments: int
-    shares: int
+    author: str | None
+    description: str | None
+    created_at: dt.datetime | None
+    plays: int | None
+    likes: int | None
+    comments: int | None
+    shares: int | None
 
 
 class ProductData(_Model):
+    """Every field is None when Zyte left it out or sent a value that does not parse."""
+
     name: str | None
     price: str | None
     regular_price: str | None
@@ -124,8 +131,20 @@ class ObjectRef(_Model):
     etag: str
 
 
+class Lease(_Model):
+    """Which producer invocation works on a job, until when. The holder renews it while it
+    works (a heartbeat); an invocation that finds it lapsed knows the holder is gone."""
+
+    owner: str  # the Lambda request id, which Lambda keeps when it retries the same event
+    expires_at: dt.datetime
+
+
 class JobManifest(BaseModel):
-    """What the producer did with one input file. rows_read = enqueued + duplicates + rejected."""
+    """What the producer did with one input file. rows_read = enqueued + duplicates + rejected.
+
+    status: running (an invocation works on it, or a continuation is on its way), retrying (an
+    invocation failed for a reason that was not the file's, and Lambda retries it), enqueued
+    (every row answered), failed (the file's fault, or the retries ran out)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -137,10 +156,10 @@ class JobManifest(BaseModel):
     job_date: dt.date
     created_at: dt.datetime
     updated_at: dt.datetime
-    status: Literal["running", "enqueued", "failed"] = "running"
+    status: Literal["running", "retrying", "enqueued", "failed"] = "running"
     message: str | None = None
-    # A failure that was not the file's fault (an AWS error, say): the next delivery of the same
-    # upload starts the job again instead of finding it done.
+    # A failure that was not the file's fault (an AWS error, say): a later delivery of the same
+    # upload, or a replay of the failed event, resumes the job from its checkpoint.
     retryable: bool = False
     target_column: str | None = None
     rows_read: int = 0
@@ -149,6 +168,26 @@ class JobManifest(BaseModel):
     rejected: int = 0
     invocations: int = 0
     checkpoint: dict[str, Any] | None = None
+    lease: Lease | None = None
+    # Invocations per Lambda request id, so the attempt that fails last can say "failed".
+    attempts: dict[str, int] = Field(default_factory=dict)
+    max_attempts: int = 3  # Lambda's first attempt + MaximumRetryAttempts
+    # How long after a lease lapses (an invocation that died) Lambda may still retry it.
+    retry_horizon_s: int = 600
 
-    def counts_add_up(self) -> bool:
-        return self.rows_read == self.enqueued + self.duplicates + self.rejected
+    def producer_state(self, now: dt.datetime) -> Literal["running", "retrying", "enqueued", "failed"]:
+        """The status, with what a dead invocation could not write itself: a lease that lapsed
+        with nobody renewing it means the holder died (a timeout, out of memory). Lambda retries
+        it while attempts remain and the retry horizon has not passed; after that it gave up."""
+        if self.status in ("enqueued", "failed"):
+            return self.status
+        quiet_s = (now - self.updated_at).total_seconds()
+        if self.lease is None or self.lease.expires_at > now:
+            # Held by a live invocation, or released for a continuation on its way.
+            gone = self.lease is None and quiet_s > self.retry_horizon_s
+            return "failed" if gone else self.status
+        attempts = self.attempts.get(self.lease.owner, 1)
+        lapsed_s = (now - self.lease.expires_at).total_seconds()
+        if attempts >= self.max_attempts or lapsed_s > self.retry_horizon_s:
+            return "failed"
+        return "retrying"

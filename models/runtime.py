@@ -17,9 +17,11 @@ def client_factory(env: Mapping[str, str]) -> Callable[[str], Any]:
         aws_session_token=env.get("AWS_SESSION_TOKEN"),
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
     )
-    endpoint = env.get("AWS_ENDPOINT_URL") or None
 
     def client(service: str) -> Any:
+        # As boto3 reads them: a service's own AWS_ENDPOINT_URL_<SERVICE> wins over the global one.
+        own = env.get("AWS_ENDPOINT_URL_" + service.upper().replace("-", "_"))
+        endpoint = own or env.get("AWS_ENDPOINT_URL") or None
         return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     return client

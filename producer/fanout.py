@@ -1,6 +1,6 @@
 """Sends WorkItems to SQS in batches of 10 from a small thread pool. Entries SQS refuses are
-retried; those that still fail are handed back (take_unsent) so the job records them as
-rejects: nothing is dropped."""
+retried; those that still fail are handed back (take_unsent) with what SQS answered, so the
+job fails, retryably, instead of counting them sent: nothing is dropped."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class Fanout:
                 return
         with self._lock:
             self._unsent.extend(
-                Unsent(item, f"could not enqueue: {reasons[i]}") for i, item in entries.items()
+                Unsent(item, reasons[i]) for i, item in entries.items()
             )
 
     def _count(self, n: int) -> None:

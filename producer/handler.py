@@ -71,11 +71,12 @@ def build_deps(env: Mapping[str, str], continuer: Any = None) -> ProducerDeps:
     )
 
 
-def requests_from(event: Mapping[str, Any]) -> list[JobRequest]:
+def requests_from(event: Mapping[str, Any], request_id: str) -> list[JobRequest]:
     if "trawl_continuation" in event:
         c = event["trawl_continuation"]
         ref = ObjectRef(bucket=c["bucket"], key=c["key"], etag=c["etag"])
-        return [JobRequest(source=ref, event_time=dt.datetime.now(dt.UTC), continuation=True)]
+        now = dt.datetime.now(dt.UTC)
+        return [JobRequest(source=ref, event_time=now, request_id=request_id, continuation=True)]
     parsed = _S3Event.model_validate(event)
     return [
         JobRequest(
@@ -83,6 +84,7 @@ def requests_from(event: Mapping[str, Any]) -> list[JobRequest]:
                 bucket=r.s3.bucket.name, key=unquote_plus(r.s3.object.key), etag=r.s3.object.eTag.strip('"')
             ),
             event_time=r.eventTime,
+            request_id=request_id,
         )
         for r in parsed.Records
     ]
@@ -90,7 +92,7 @@ def requests_from(event: Mapping[str, Any]) -> list[JobRequest]:
 
 def handle(event: Mapping[str, Any], context: Any, deps: ProducerDeps) -> dict[str, Any]:
     jobs = []
-    for request in requests_from(event):
+    for request in requests_from(event, context.aws_request_id):
         logger.append_keys(input_key=request.source.key, job_id=job_id_for(request.source))
         try:
             manifest = run_job(request, deps, context.get_remaining_time_in_millis)

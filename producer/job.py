@@ -1,14 +1,20 @@
 """One input file -> one job: validate and normalise each row, dedupe, fan out to SQS, and
-record everything in jobs/<job_id>/ (manifest, rejects). Checkpoints and continues in a new
-invocation before the deadline, so no file is too large."""
+record everything in jobs/<job_id>/ (manifest, rejects). Checkpoints as it goes and continues
+in a new invocation before the deadline, so no file is too large and a crash loses little.
+
+What a failure leaves (docs/contract.md, "Producer failures"):
+- the file's fault (BadFile): the job is failed for good, with a message saying what is wrong;
+- anything else (an AWS error, SQS refusing sends, a crash): the last checkpoint stays, the job
+  reads `retrying`, and Lambda's retry of the event resumes from that checkpoint. The attempt
+  after the last retry marks it `failed`; its event is then in the failure queue, and a replay
+  (`trawl replay`) resumes it the same way."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +22,17 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from models import PAIRS, JobManifest, ObjectRef, Source, WorkItem
-from models.normalise import InvalidTarget, normalise
+from models import PAIRS, JobManifest, ObjectRef, WorkItem
 from producer.csvstream import BadFile, Header, RawRow, RowReader, iter_lines, read_header
 from producer.fanout import Fanout
+from producer.lease import Claim, LeaseLost, Leases, utcnow
+from producer.rows import RowClassifier
 from producer.seen import SeenSet
 from producer.settings import ProducerSettings
 from producer.store import JobStore, RejectsFile
 
 logger = Logger(service="trawl", child=True)
 
-# A job whose manifest says "running" but was not touched for longer than the producer's
-# maximum run time was abandoned by a crashed invocation: a redelivered event resumes it.
-ABANDONED_AFTER = dt.timedelta(minutes=16)
 CHECK_DEADLINE_EVERY = 100
 # Valid rows are deduped (SQLite) in batches of about this many: each call into SQLite gives up
 # the GIL, and winning it back from the sender threads costs a few milliseconds, whatever the
@@ -40,10 +44,15 @@ class Continuer(Protocol):
     def continue_job(self, payload: dict[str, Any]) -> None: ...
 
 
+class EnqueueFailed(Exception):
+    """SQS refused messages after every retry: not the file's fault, so the job is retried."""
+
+
 @dataclass(frozen=True)
 class JobRequest:
     source: ObjectRef
     event_time: dt.datetime
+    request_id: str  # Lambda keeps it when it retries the same event
     continuation: bool = False
 
 
@@ -72,148 +81,179 @@ def parse_input_key(key: str) -> tuple[str, str]:
     return platform, kind
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def start_or_resume(req: JobRequest, store: JobStore) -> JobManifest | None:
-    """The manifest to work on, or None when another invocation owns the job or it is done."""
-    job_id = job_id_for(req.source)
-    existing = store.load_manifest(job_id)
-    if req.continuation:
-        if existing is None or existing.status != "running" or existing.checkpoint is None:
-            logger.warning("nothing to continue", job_id=job_id)
-            return None
-        return existing
-    if existing is not None and existing.status == "failed" and existing.retryable:
-        # Start over: rows sent before the error are sent again, which is harmless (outputs are
-        # idempotent), and the counts are rebuilt from the first row so they still add up.
-        logger.info("restarting a job that failed for a retryable reason", job_id=job_id)
-        fresh = existing.model_copy(
-            update={
-                "status": "running",
-                "message": None,
-                "retryable": False,
-                "checkpoint": None,
-                "rows_read": 0,
-                "enqueued": 0,
-                "duplicates": 0,
-                "rejected": 0,
-                "updated_at": _now(),
-            }
-        )
-        store.save_manifest(fresh)
-        return fresh
-    if existing is not None:
-        abandoned = existing.status == "running" and _now() - existing.updated_at > ABANDONED_AFTER
-        if not abandoned:
-            logger.info("job already known", job_id=job_id, status=existing.status)
-            return None
-        return existing
-    now = _now()
-    manifest = JobManifest(
-        job_id=job_id,
+def _new_manifest(req: JobRequest, settings: ProducerSettings) -> JobManifest:
+    now = utcnow()
+    return JobManifest(
+        job_id=job_id_for(req.source),
         input=req.source,
         platform=None,
         kind=None,
         job_date=req.event_time.date(),
         created_at=now,
         updated_at=now,
+        max_attempts=settings.max_retry_attempts + 1,
+        retry_horizon_s=settings.retry_horizon_s,
     )
-    if not store.claim(manifest):
-        logger.info("job claimed by another invocation", job_id=job_id)
-        return None
-    return manifest
 
 
 def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]) -> JobManifest | None:
-    manifest = start_or_resume(req, deps.store)
-    if manifest is None:
+    settings = deps.settings
+    leases = Leases(deps.store, settings.lease_s)
+    job_id = job_id_for(req.source)
+    claim = leases.claim(job_id, req.request_id, req.continuation, lambda: _new_manifest(req, settings))
+    if claim is None:
         return None
-    manifest.invocations += 1
-    work_dir = Path(deps.settings.tmp_dir) / f"trawl-{manifest.job_id}"
+    work_dir = Path(settings.tmp_dir) / f"trawl-{job_id}"
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
         platform, kind = parse_input_key(req.source.key)
-        manifest.platform, manifest.kind = platform, kind
-        queue_url = deps.settings.queue_urls.get(platform)
+        queue_url = settings.queue_urls.get(platform)
+        claim.manifest.platform, claim.manifest.kind = platform, kind
         if queue_url is None:
             raise BadFile(f"this stack has no queue for platform '{platform}'")
-        _FanOutJob(manifest, deps, work_dir, queue_url, remaining_ms).run()
+        _FanOutJob(claim, leases, deps, work_dir, queue_url, remaining_ms).run()
+    except LeaseLost:
+        logger.warning("another invocation took the job over; this one stops", job_id=job_id)
+        return None
     except BadFile as exc:
-        _fail(manifest, str(exc))
+        _fail(claim, leases, str(exc), final=True, retryable=False)
     except Exception as exc:
-        # The manifest says what happened (its counts so far still add up), and marks the job
-        # retryable: Lambda's retry of this event, or the same upload delivered again, restarts it.
-        message = f"producer error after {manifest.rows_read:,} rows: {type(exc).__name__}: {exc}"
-        _fail(manifest, message, retryable=True)
+        # Not the file's fault: keep the last checkpoint, so Lambda's retry of this event (or a
+        # replay of it) resumes there; only the last attempt reads "failed".
+        m = claim.manifest
+        resumes = f"row {m.checkpoint['row']}" if m.checkpoint else "the first row"
+        message = f"producer error: {type(exc).__name__}: {exc} (a retry resumes from {resumes})"
+        _fail(claim, leases, message, final=claim.attempt >= m.max_attempts, retryable=True)
         raise
     finally:
-        manifest.updated_at = _now()
-        deps.store.save_manifest(manifest)
-        if manifest.status != "running":
+        if claim.manifest.status != "running":
             shutil.rmtree(work_dir, ignore_errors=True)
-    return manifest
+    return claim.manifest
 
 
-def _fail(manifest: JobManifest, message: str, retryable: bool = False) -> None:
-    manifest.status, manifest.message, manifest.checkpoint = "failed", message, None
-    manifest.retryable = retryable
-    logger.warning("job failed", job_id=manifest.job_id, reason=message)
+def _fail(claim: Claim, leases: Leases, message: str, final: bool, retryable: bool) -> None:
+    m = claim.manifest.model_copy(deep=True)
+    m.status, m.message, m.retryable = ("failed" if final else "retrying"), message, retryable
+    if not retryable:
+        m.checkpoint = None
+    elif final:
+        m.message = f"{message} (no retries left: `trawl replay` resumes the job from its checkpoint)"
+    try:
+        leases.write(claim, m, hold=False)
+    except LeaseLost:
+        return  # someone else owns the job now; its state is theirs to write
+    logger.warning("job failed", job_id=m.job_id, reason=message, status=m.status, attempt=claim.attempt)
 
 
 class _FanOutJob:
+    """One invocation's share of a job: from the claim's checkpoint (or the header) on, until
+    the file ends, the row cap or the deadline."""
+
     def __init__(
         self,
-        manifest: JobManifest,
+        claim: Claim,
+        leases: Leases,
         deps: ProducerDeps,
         work_dir: Path,
         queue_url: str,
         remaining_ms: Callable[[], int],
     ) -> None:
-        self.m = manifest
+        self.claim = claim
+        self.leases = leases
+        # The working copy: its counts run ahead of the manifest last written (the checkpoint's).
+        self.m = claim.manifest.model_copy(deep=True)
         self.deps = deps
         self.settings = deps.settings
         self.store = deps.store
         self.work_dir = work_dir
         self.queue_url = queue_url
         self.remaining_ms = remaining_ms
+        self._sent_before = self.m.enqueued
+        self._checkpointed_at = time.monotonic()
 
     def run(self) -> None:
         checkpoint = self.m.checkpoint
-        resume = checkpoint is not None
         # /tmp outlives invocations in a warm container: start from the job's own state only.
         for name in ("seen.sqlite", "rejects.csv"):
             (self.work_dir / name).unlink(missing_ok=True)
-        if resume:
-            self.store.download(self.m.job_id, "checkpoint/seen.sqlite", self.work_dir / "seen.sqlite")
-            self.store.download(self.m.job_id, "rejects.csv", self.work_dir / "rejects.csv")
+        if checkpoint is not None:
+            n = checkpoint.get("n", 0)
+            for name, local in ((f"seen-{n}.sqlite", "seen.sqlite"), (f"rejects-{n}.csv", "rejects.csv")):
+                if not self.store.download(self.m.job_id, f"checkpoint/{name}", self.work_dir / local):
+                    raise RuntimeError(f"checkpoint file jobs/{self.m.job_id}/checkpoint/{name} is missing")
         seen = SeenSet(self.work_dir / "seen.sqlite")
-        rejects = RejectsFile(self.work_dir / "rejects.csv", resume=resume)
+        rejects = RejectsFile(self.work_dir / "rejects.csv", resume=checkpoint is not None)
         fanout = Fanout(self.deps.sqs, self.queue_url, self.settings.send_threads)
         try:
             stopped_at = self._read_rows(seen, rejects, fanout)
+            self._sent(fanout)
+            if stopped_at is None:
+                self._finish(rejects)
+            else:
+                self._save_checkpoint(stopped_at, seen, rejects, hold=False)
+        except (BadFile, EnqueueFailed):
+            self._show_rejects(rejects)
+            raise
         finally:
             fanout.close()
-            self.m.enqueued += fanout.sent
-            self._record_unsent(fanout, rejects)
             seen.close()
             rejects.close()
-        self.store.upload(self.m.job_id, "rejects.csv", rejects.path, "text/csv")
-        if stopped_at is None:
-            self.m.status, self.m.checkpoint = "enqueued", None
-            self.store.delete(self.m.job_id, "checkpoint/seen.sqlite")
-            logger.info("job enqueued", job_id=self.m.job_id, enqueued=self.m.enqueued, rows=self.m.rows_read)
-            return
-        self.store.upload(self.m.job_id, "checkpoint/seen.sqlite", seen.path, "application/vnd.sqlite3")
-        self.m.checkpoint = stopped_at
-        self.m.updated_at = _now()
-        self.store.save_manifest(self.m)
-        payload = {"bucket": self.m.input.bucket, "key": self.m.input.key, "etag": self.m.input.etag}
-        self.deps.continuer.continue_job({"trawl_continuation": payload})
-        logger.info(
-            "job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"]
-        )
+        if stopped_at is not None:
+            payload = {"bucket": self.m.input.bucket, "key": self.m.input.key, "etag": self.m.input.etag}
+            self.deps.continuer.continue_job({"trawl_continuation": payload})
+            logger.info(
+                "job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"]
+            )
+
+    def _finish(self, rejects: RejectsFile) -> None:
+        self.store.upload(self.m.job_id, "rejects.csv", rejects.flush(), "text/csv")
+        previous = self.m.checkpoint
+        self.m.status, self.m.checkpoint = "enqueued", None
+        self.leases.write(self.claim, self.m, hold=False)
+        if previous is not None:
+            self._drop_checkpoint_files(previous.get("n", 0))
+        logger.info("job enqueued", job_id=self.m.job_id, enqueued=self.m.enqueued, rows=self.m.rows_read)
+
+    def _show_rejects(self, rejects: RejectsFile) -> None:
+        """On a failure, the rows rejected so far, for the user to see. (A resume reads the
+        checkpoint's own copy, so this one cannot count a row twice.)"""
+        try:
+            self.store.upload(self.m.job_id, "rejects.csv", rejects.flush(), "text/csv")
+        except Exception:
+            logger.warning("could not upload rejects.csv", job_id=self.m.job_id)
+
+    def _sent(self, fanout: Fanout) -> None:
+        """Wait for every send; the job's enqueued count then includes them. EnqueueFailed if
+        SQS refused any after every retry: those rows are not the file's fault, so they are
+        never rejects, and the job is retried from its last checkpoint."""
+        fanout.flush()
+        unsent = fanout.take_unsent()
+        if unsent:
+            raise EnqueueFailed(f"SQS refused {len(unsent)} messages after every retry: {unsent[0].reason}")
+        self.m.enqueued = self._sent_before + fanout.sent
+
+    def _save_checkpoint(self, at: dict[str, Any], seen: SeenSet, rejects: RejectsFile, hold: bool) -> None:
+        """Commit the job's state up to `at`: the dedupe file and rejects under a new number,
+        then the manifest naming them (the commit point: a crash before it resumes from the
+        previous checkpoint, whose files are untouched)."""
+        previous = self.m.checkpoint.get("n", 0) if self.m.checkpoint else None
+        n = 0 if previous is None else previous + 1
+        job_id = self.m.job_id
+        self.store.upload(job_id, f"checkpoint/seen-{n}.sqlite", seen.save(), "application/vnd.sqlite3")
+        self.store.upload(job_id, f"checkpoint/rejects-{n}.csv", rejects.flush(), "text/csv")
+        self.store.upload(job_id, "rejects.csv", rejects.path, "text/csv")  # what analysts read
+        self.m.checkpoint = at | {"n": n}
+        self.leases.write(self.claim, self.m.model_copy(deep=True), hold=hold)
+        self._checkpointed_at = time.monotonic()
+        if previous is not None:
+            self._drop_checkpoint_files(previous)
+
+    def _drop_checkpoint_files(self, n: int) -> None:
+        for name in (f"checkpoint/seen-{n}.sqlite", f"checkpoint/rejects-{n}.csv"):
+            try:
+                self.store.delete(self.m.job_id, name)
+            except Exception:  # a leftover file costs cents; failing the job for it would not
+                logger.warning("could not delete a checkpoint file", job_id=self.m.job_id, name=name)
 
     def _open(self) -> tuple[Header, RowReader]:
         ck = self.m.checkpoint
@@ -234,6 +274,7 @@ class _FanOutJob:
     def _read_rows(self, seen: SeenSet, rejects: RejectsFile, fanout: Fanout) -> dict[str, Any] | None:
         """Returns the checkpoint to continue from, or None when the file is done."""
         header, reader = self._open()
+        rows = RowClassifier(self.m, header)
         cap = self.settings.max_rows_per_invocation
         valid: list[WorkItem] = []  # rows whose duplicate check waits for the next batch
 
@@ -245,14 +286,14 @@ class _FanOutJob:
                 else:
                     self.m.duplicates += 1
                 # Counted only once classified, so rows_read = enqueued + duplicates + rejected
-                # holds even when something fails half-way through a batch.
+                # holds at every checkpoint.
                 self.m.rows_read += 1
             valid.clear()
 
         for count, raw in enumerate(reader, start=1):
-            item_or_reason = self._item(raw, header)
+            item_or_reason = rows.item(raw)
             if isinstance(item_or_reason, str):
-                rejects.add(raw.row, _target_value(raw, header), item_or_reason)
+                rejects.add(raw.row, rows.value(raw), item_or_reason)
                 self.m.rejected += 1
                 self.m.rows_read += 1
             else:
@@ -260,101 +301,41 @@ class _FanOutJob:
             at_cap = bool(cap) and count >= cap
             if at_cap or count % CHECK_DEADLINE_EVERY == 0:
                 stopping = at_cap or self.remaining_ms() < self.settings.safety_margin_ms
-                if stopping or len(valid) >= DEDUPE_BATCH:
-                    settle()  # before a checkpoint, every row up to it is answered
-                self._record_unsent(fanout, rejects)
                 if stopping:
-                    return self._checkpoint(raw, header)
+                    settle()  # before a checkpoint, every row up to it is answered
+                    return _position(raw, header)
+                if len(valid) >= DEDUPE_BATCH:
+                    settle()
+                self._keep_going(raw, header, settle, seen, rejects, fanout)
         settle()
         if self.m.rows_read == 0:
             raise BadFile(f"file has a header ({', '.join(header.columns)}) but no data rows")
         return None
 
-    @staticmethod
-    def _checkpoint(last: RawRow, header: Header) -> dict[str, Any]:
-        return {
-            "offset": last.end_offset,
-            "row": last.row + 1,
-            "columns": list(header.columns),
-            "delimiter": header.delimiter,
-            "target_index": header.target_index,
-            "newline": header.newline,
-        }
-
-    def _record_unsent(self, fanout: Fanout, rejects: RejectsFile) -> None:
-        for unsent in fanout.take_unsent():
-            rejects.add(unsent.item.source.row, unsent.item.target, unsent.reason)
-            self.m.rejected += 1
-
-    def _item(self, raw: RawRow, header: Header) -> WorkItem | str:
-        """The row's WorkItem, or the reason it is rejected."""
-        if raw.fields is None:
-            return raw.error or "unreadable CSV row"
-        if not any(f.strip() for f in raw.fields):
-            return "blank row"
-        width = len(header.columns)
-        if len(raw.fields) > width:
-            return f"row has {len(raw.fields)} fields but the header has {width} (an unquoted delimiter?)"
-        if len(raw.fields) <= header.target_index:
-            where = f"'{header.target_column}' is field {header.target_index + 1}"
-            return f"row has {len(raw.fields)} fields; {where}"
-        if any(_undecodable(f) for f in raw.fields):
-            return "row is not valid UTF-8; save the file as CSV UTF-8"
-        assert self.m.platform is not None and self.m.kind is not None
-        try:
-            target = normalise(self.m.platform, self.m.kind, raw.fields[header.target_index])
-        except InvalidTarget as exc:
-            return str(exc)
-        if not _ITEM_KEY.match(target.item_key) or len(target.value) > MAX_TARGET:
-            return f"row cannot become a message: item key {target.item_key!r} or target is malformed"
-        # The job-wide fields were validated once (_prototype); the row's own pieces just above
-        # and by normalise(), so the per-row pydantic validation (a third of the CPU) is skipped.
-        row = {
-            "item_key": target.item_key,
-            "target": target.value,
-            "source": Source.model_construct(bucket=self.m.input.bucket, key=self.m.input.key, row=raw.row),
-            "context": _context(header, raw.fields),
-        }
-        return WorkItem.model_construct(**(self._prototype.__dict__ | row))
-
-    @functools.cached_property
-    def _prototype(self) -> WorkItem:
-        """A fully validated WorkItem carrying this job's fields; rows differ from it only in
-        item_key, target, source row and context."""
-        assert self.m.platform is not None and self.m.kind is not None
-        return WorkItem(
-            job_id=self.m.job_id,
-            job_date=self.m.job_date,
-            platform=self.m.platform,
-            kind=self.m.kind,
-            item_key="prototype",
-            target="prototype",
-            source=Source(bucket=self.m.input.bucket, key=self.m.input.key, row=2),
-        )
+    def _keep_going(
+        self,
+        raw: RawRow,
+        header: Header,
+        settle: Callable[[], None],
+        seen: SeenSet,
+        rejects: RejectsFile,
+        fanout: Fanout,
+    ) -> None:
+        """Between rows: a checkpoint now and then, and the lease renewed (the heartbeat)."""
+        if time.monotonic() - self._checkpointed_at > self.settings.checkpoint_every_s:
+            settle()
+            self._sent(fanout)
+            self._save_checkpoint(_position(raw, header), seen, rejects, hold=True)
+        elif self.leases.due(self.claim):
+            self.leases.write(self.claim, self.claim.manifest.model_copy(deep=True), hold=True)
 
 
-def _target_value(raw: RawRow, header: Header) -> str:
-    fields = raw.fields or []
-    return fields[header.target_index] if len(fields) > header.target_index else ""
-
-
-_ITEM_KEY = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")  # models.records.ItemKey
-MAX_TARGET = 2048  # WorkItem.target
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def _undecodable(text: str) -> bool:
-    return _SURROGATE.search(text) is not None
-
-
-def _context(header: Header, fields: list[str]) -> dict[str, str]:
-    """Every other column travels with the item, so analysts can join their own ids back."""
-    context: dict[str, str] = {}
-    for index, name in enumerate(header.columns):
-        if index == header.target_index:
-            continue
-        key = name or f"column_{index + 1}"
-        while key in context:
-            key += "_"
-        context[key] = fields[index] if index < len(fields) else ""
-    return context
+def _position(last: RawRow, header: Header) -> dict[str, Any]:
+    return {
+        "offset": last.end_offset,
+        "row": last.row + 1,
+        "columns": list(header.columns),
+        "delimiter": header.delimiter,
+        "target_index": header.target_index,
+        "newline": header.newline,
+    }

@@ -19,6 +19,13 @@ def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 
 
+class ManifestChanged(Exception):
+    """The manifest is no longer the version this invocation read: another one wrote it."""
+
+
+_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412")
+
+
 class JobStore:
     def __init__(self, s3: S3Client, bucket: str) -> None:
         self._s3 = s3
@@ -31,33 +38,33 @@ class JobStore:
             return None
         return JobManifest.model_validate_json(body)
 
-    def save_manifest(self, manifest: JobManifest) -> None:
-        self._s3.put_object(
-            Bucket=self.bucket,
-            Key=manifest_key(manifest.job_id),
-            Body=manifest.model_dump_json(indent=2).encode(),
-            ContentType="application/json",
-        )
-
-    def claim(self, manifest: JobManifest) -> bool:
-        """Write a new job's first manifest only if none exists (S3 conditional write), so two
-        deliveries of one notification arriving together cannot both fan the file out."""
+    def read_manifest(self, job_id: str) -> tuple[JobManifest, str] | None:
+        """The manifest and its ETag, for a conditional write back (write_manifest)."""
         try:
-            self._s3.put_object(
+            response = self._s3.get_object(Bucket=self.bucket, Key=manifest_key(job_id))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return JobManifest.model_validate_json(response["Body"].read()), response["ETag"]
+
+    def write_manifest(self, manifest: JobManifest, etag: str | None) -> str:
+        """Write the manifest only if it is still the version read (`etag`), or, with None, only
+        if there is none yet: S3 conditional writes, so of two invocations racing for one job
+        exactly one wins (the other gets ManifestChanged). Returns the new ETag."""
+        condition: dict[str, str] = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            response = self._s3.put_object(
                 Bucket=self.bucket,
                 Key=manifest_key(manifest.job_id),
                 Body=manifest.model_dump_json(indent=2).encode(),
                 ContentType="application/json",
-                IfNoneMatch="*",
+                **condition,  # type: ignore[arg-type]
             )
         except self._s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
-                return False
+            # NoSuchKey: the version read was deleted (If-Match on a missing object).
+            if exc.response.get("Error", {}).get("Code") in (*_CONFLICTS, "NoSuchKey"):
+                raise ManifestChanged(manifest.job_id) from exc
             raise
-        return True
+        return response["ETag"]
 
     def open_input(self, ref: ObjectRef, offset: int = 0) -> Any:
         """The object's body as a stream, pinned to the ETag the job started from."""
@@ -72,7 +79,7 @@ class JobStore:
             code = exc.response.get("Error", {}).get("Code")
             if code == "InvalidRange" and offset:
                 return io.BytesIO(b"")  # the checkpoint was the file's last row
-            if code in ("PreconditionFailed", "412"):
+            if code in _CONFLICTS:
                 # The key now holds other bytes; that upload is a job of its own (new ETag).
                 raise BadFile(f"input '{ref.key}' was replaced while this job read it") from exc
             raise

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from models import PAIRS, JobManifest
+from models.endpoints import check_upstream_url
 from trawl.local.aws import REGION, Endpoint
 from trawl.local.pipeline import (
     STACK_NAME,
@@ -29,6 +30,8 @@ from trawl.local.pipeline import (
     JobSummary,
     LocalSession,
     Session,
+    Upstream,
+    Upstreams,
     copy_to_data_dir,
     dead_letters_by_job,
     load_manifest,
@@ -53,6 +56,35 @@ FaultsOpt = Annotated[
 LatencyOpt = Annotated[int, typer.Option("--latency-ms", min=0, help="Sandbox latency per upstream call.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the handlers' logs.")]
+TikApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tikapi-url",
+        help="Use this TikAPI instead of the sandbox: its base URL, as the TikApiBaseUrl parameter means it "
+        "(e.g. https://api.tikapi.io); key from TIKAPI_KEY or --tikapi-key-file.",
+    ),
+]
+ZyteUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--zyte-url",
+        help="Use this Zyte API instead of the sandbox: its extract endpoint, as the ZyteApiUrl parameter "
+        "means it (e.g. https://api.zyte.com/v1/extract); key from ZYTE_API_KEY or --zyte-key-file.",
+    ),
+]
+TikApiKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--tikapi-key-file", help="A file holding the TikAPI key (instead of TIKAPI_KEY)."),
+]
+ZyteKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--zyte-key-file", help="A file holding the Zyte API key (instead of ZYTE_API_KEY)."),
+]
+# (API, its URL flag, the environment variable and the key-file flag holding its key)
+_UPSTREAM_FLAGS = {
+    "tikapi": ("TikAPI", "--tikapi-url", "TIKAPI_KEY", "--tikapi-key-file"),
+    "zyte": ("Zyte API", "--zyte-url", "ZYTE_API_KEY", "--zyte-key-file"),
+}
 
 DEMO_FILES = {
     ("tiktok", "account"): "tiktok_accounts.csv",
@@ -111,7 +143,8 @@ def _attach(stack_name: str | None, endpoint_url: str | None) -> tuple[Stack, Up
     up = running_stack()
     if up is None:
         return None
-    return describe_stack(Endpoint(url=up.endpoint_url), up.stack_name, with_functions=False), up
+    endpoint = Endpoint(url=up.endpoint_url, lambda_url=up.lambda_url)
+    return describe_stack(endpoint, up.stack_name, with_functions=False), up
 
 
 def _require_stack(stack_name: str | None, endpoint_url: str | None) -> Stack:
@@ -124,17 +157,67 @@ def _require_stack(stack_name: str | None, endpoint_url: str | None) -> Stack:
     return attached[0]
 
 
+def _upstreams(
+    tikapi_url: str | None, tikapi_key_file: Path | None, zyte_url: str | None, zyte_key_file: Path | None
+) -> Upstreams:
+    """The real upstreams the flags name, each with its key, checked before anything starts."""
+    found: dict[str, Upstream] = {}
+    for api, url, key_file in (("tikapi", tikapi_url, tikapi_key_file), ("zyte", zyte_url, zyte_key_file)):
+        name, url_flag, variable, file_flag = _UPSTREAM_FLAGS[api]
+        if url is None:
+            if key_file is not None:
+                raise typer.BadParameter(f"{file_flag} needs {url_flag}: the sandbox has keys of its own")
+            continue
+        try:
+            checked = check_upstream_url(url, allow_loopback_http=True)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=url_flag) from exc
+        key = _read_key(key_file) if key_file is not None else os.environ.get(variable, "").strip()
+        if not key:
+            raise typer.BadParameter(
+                f"{name} at {checked} needs its API key: set {variable}, or pass {file_flag} FILE",
+                param_hint=url_flag,
+            )
+        found[api] = Upstream(checked, key)
+    return Upstreams(**found)
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read the key file {path}: {type(exc).__name__}") from exc
+
+
 def _set_sandbox_faults(sandbox_url: str, faults: Faults) -> None:
     payload = {"faults": faults.spec(), "latency_ms": faults.latency_ms}
     httpx.post(f"{sandbox_url}/_sandbox/faults", json=payload, timeout=5).raise_for_status()
 
 
 def _open_session(
-    ctx: ExitStack, faults: Faults, quiet: bool, stack_name: str | None, endpoint_url: str | None
+    ctx: ExitStack,
+    faults: Faults,
+    quiet: bool,
+    stack_name: str | None,
+    endpoint_url: str | None,
+    upstreams: Upstreams,
 ) -> Session:
     attached = _attach(stack_name, endpoint_url)
     if attached is not None:
         stack, up = attached
+        if upstreams.tikapi or upstreams.zyte:
+            flags = " and ".join(
+                f for f, u in (("--tikapi-url", upstreams.tikapi), ("--zyte-url", upstreams.zyte)) if u
+            )
+            where = (
+                "the running `trawl up` stack sets its upstreams when it starts: stop it, then "
+                f"`trawl up {flags} ...`, or run without {flags}"
+                if up is not None
+                else "a deployed stack's upstreams are its TikApiBaseUrl / ZyteApiUrl parameters "
+                "(sam deploy --parameter-overrides)"
+            )
+            console.print(f"[red]{flags} cannot be used here[/]: {where}.")
+            raise typer.Exit(2)
         if up is not None and (faults.rates or faults.latency_ms):
             _set_sandbox_faults(up.sandbox_url, faults)
         if not quiet:
@@ -143,9 +226,12 @@ def _open_session(
     status = console.status("starting the embedded AWS and the sandbox") if not quiet else None
     if status:
         ctx.enter_context(status)
-    session: LocalSession = ctx.enter_context(local_session(faults=faults))
+    session: LocalSession = ctx.enter_context(local_session(faults=faults, upstreams=upstreams))
     if status:
         status.stop()
+    if not quiet and (upstreams.tikapi or upstreams.zyte):
+        for name, where in upstreams.describe(session.sandbox.url):
+            console.print(f"  {name:<9} {where}")
     return session
 
 
@@ -156,9 +242,10 @@ def _run_files(
     quiet: bool,
     stack_name: str | None = None,
     endpoint_url: str | None = None,
+    upstreams: Upstreams | None = None,
 ) -> list[JobSummary]:
     with ExitStack() as ctx:
-        session = _open_session(ctx, faults, quiet, stack_name, endpoint_url)
+        session = _open_session(ctx, faults, quiet, stack_name, endpoint_url, upstreams or Upstreams())
         jobs = [submit(session, path, platform, kind) for path, platform, kind in files]
         with Progress(
             TextColumn("{task.description}"),
@@ -265,12 +352,17 @@ def run(
     verbose: VerboseOpt = False,
     stack: StackOpt = None,
     endpoint_url: EndpointOpt = None,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
 ) -> None:
     """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one)."""
     _quiet_logs(verbose)
     pair = infer_pair(file, platform, kind)
     spec = _parse_faults(faults, latency_ms)
-    summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams)
     _print(summaries, as_json, many=False)
     if not summaries[0].succeeded:
         raise typer.Exit(1)
@@ -285,13 +377,18 @@ def demo(
     verbose: VerboseOpt = False,
     stack: StackOpt = None,
     endpoint_url: EndpointOpt = None,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
 ) -> None:
     """Run the bundled sample CSVs for every platform on the local default."""
     _quiet_logs(verbose)
     spec = _parse_faults(faults, latency_ms)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
     samples = resources.files("trawl") / "samples"
     files = [(Path(str(samples / name)), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
-    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url)
+    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams)
     _print(summaries, as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
@@ -305,6 +402,10 @@ def up(
     faults: FaultsOpt = "",
     latency_ms: LatencyOpt = 0,
     verbose: VerboseOpt = False,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
 ) -> None:
     """Start the local stack (embedded AWS, sandbox, Lambda event loop) and keep it running until Ctrl-C."""
     _quiet_logs(verbose)
@@ -314,18 +415,29 @@ def up(
         )
         raise typer.Exit(2)
     spec = _parse_faults(faults, latency_ms)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
     with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
-        session: LocalSession = ctx.enter_context(local_session(faults=spec))
+        session: LocalSession = ctx.enter_context(local_session(faults=spec, upstreams=upstreams))
         session.runtime.watch_uploads()
-        state = UpState(session.aws.endpoint.url or "", session.sandbox.url, session.stack.name, os.getpid())
+        state = UpState(
+            session.aws.endpoint.url or "",
+            session.sandbox.url,
+            session.stack.name,
+            os.getpid(),
+            session.runtime.invoke_server.url,
+        )
         state.save()
         ctx.callback(clear, state.pid)
         console.status("").stop()
-        out.print(
-            f"trawl is up (Ctrl-C to stop)\n  AWS endpoint  {state.endpoint_url}\n"
-            f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)\n"
-            f"  sandbox       {state.sandbox_url}\n  state file    {state_file()}"
-        )
+        lines = [
+            "trawl is up (Ctrl-C to stop)",
+            f"  AWS endpoint  {state.endpoint_url}",
+            f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)",
+            f"  Lambda        {state.lambda_url}  (the local stand-in's Invoke API)",
+            *(f"  {name:<13} {where}" for name, where in upstreams.describe(state.sandbox_url)),
+            f"  state file    {state_file()}",
+        ]
+        out.print("\n".join(lines))
         # Ctrl-C or a plain `kill` stop it cleanly (a shell may start background jobs ignoring SIGINT).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)

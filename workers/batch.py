@@ -1,10 +1,12 @@
 """Processes one SQS batch: every item concurrently, and the one place that decides what each
-outcome means for the queue (DESIGN.md, "Failure semantics"):
+outcome means for the queue (docs/contract.md, "Failure semantics"):
 - fetched            -> records written, message deleted (not reported)
 - Permanent          -> a record with that status written, message deleted
 - Retryable          -> reported in batchItemFailures, visibility extended with backoff + jitter
 - storing failed     -> (S3 PutObject, or SQS for a follow-up page) reported like Retryable
-- malformed message  -> reported (so it is retried and dead-lettered, never dropped)"""
+- anything unforeseen-> that item's retryable failure, logged with its traceback
+- malformed message  -> reported (so it is retried and dead-lettered, never dropped)
+One item's failure, of whatever kind, never fails the rest of its batch."""
 
 from __future__ import annotations
 
@@ -24,11 +26,14 @@ from models import OutputRecord, WorkItem
 from workers.fetchers import Fetched, Fetcher, Found
 from workers.output import RecordWriter
 from workers.settings import WorkerSettings
-from workers.upstream import BadCredentials, Permanent, Retryable
+from workers.upstream import Permanent, Retryable
 from workers.upstream.http import Budget
 
 logger = Logger(service="trawl", child=True)
 METRICS_NAMESPACE = "trawl"
+# Per invocation, published as items_<name>: items ok, permanent, retried, dead-lettered, and
+# items whose record has fields left null because the upstream's value did not parse.
+METRICS = ("ok", "permanent", "retried", "dead_lettered", "fields_unparsed")
 
 
 class SqsRecord(BaseModel):
@@ -55,10 +60,8 @@ class BatchDeps:
 class _Invocation:
     deps: BatchDeps
     budget: Budget
-    warned_credentials: bool = False
-    counts: dict[str, int] = field(
-        default_factory=lambda: {"ok": 0, "permanent": 0, "retried": 0, "dead_lettered": 0}
-    )
+    warned: set[str] = field(default_factory=set)  # setup problems already logged this invocation
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
 
 
 def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
@@ -111,6 +114,20 @@ async def _process(run: _Invocation, record: SqsRecord) -> bool:
         logger.error("message for another worker", extra={"kind": item.kind, **log})
         return False
     try:
+        return await _fetch_and_store(run, record, item, fetcher, log)
+    except Exception as exc:
+        # A bug, or a library failing in a way nobody foresaw: still this item's trouble alone.
+        # It is retried with backoff like any retryable failure; the rest of the batch goes on.
+        logger.exception("unexpected failure; the item will be retried", extra=log)
+        failure = Retryable(f"unexpected {type(exc).__name__}: {exc}", reason="unexpected")
+        await _retry_later(run, record, failure, log, logged=True)
+        return False
+
+
+async def _fetch_and_store(
+    run: _Invocation, record: SqsRecord, item: WorkItem, fetcher: Fetcher, log: dict[str, str]
+) -> bool:
+    try:
         fetched = await fetcher.fetch(item, run.budget)
     except Permanent as exc:
         return await _store(
@@ -119,6 +136,11 @@ async def _process(run: _Invocation, record: SqsRecord) -> bool:
     except Retryable as exc:
         await _retry_later(run, record, exc, log)
         return False
+    if fetched.unparsed:
+        run.counts["fields_unparsed"] += 1
+        logger.warning(
+            "upstream fields did not parse; left null", extra={"fields": sorted(set(fetched.unparsed)), **log}
+        )
     return await _store(run, record, log, _write_found(run, item, fetched), "ok")
 
 
@@ -131,7 +153,8 @@ async def _store(
     try:
         await storing
     except (BotoCoreError, ClientError) as exc:
-        await _retry_later(run, record, Retryable(f"could not store the result: {_aws_error(exc)}"), log)
+        failure = Retryable(f"could not store the result: {_aws_error(exc)}", reason="storage")
+        await _retry_later(run, record, failure, log)
         return False
     run.counts[outcome] += 1
     return True
@@ -169,21 +192,40 @@ async def _write(
     if status is not None:
         records = [OutputRecord(item_key=item.item_key, status=status, detail=detail, **common)]
     else:
-        records = [OutputRecord(item_key=f.item_key, status=f.status, data=f.data, **common) for f in found]
+        records = [
+            OutputRecord(item_key=f.item_key, status=f.status, data=f.data, detail=_unparsed(f), **common)
+            for f in found
+        ]
     job_date = item.job_date.isoformat()
     await asyncio.gather(*(asyncio.to_thread(run.deps.writer.put, r, job_date) for r in records))
 
 
-async def _retry_later(run: _Invocation, record: SqsRecord, exc: Retryable, log: dict[str, str]) -> None:
+def _unparsed(found: Found) -> str | None:
+    if not found.unparsed:
+        return None
+    return f"left null because the upstream value did not parse: {', '.join(sorted(set(found.unparsed)))}"
+
+
+# Failures that say the setup is wrong, not the item: said once per invocation, loudly.
+_SETUP_PROBLEMS = {
+    "bad_credentials": "upstream rejected the API key; check the key in SSM/Secrets Manager",
+    "configuration": "upstream answer is not the API's own: a configuration problem (check the URL)",
+}
+
+
+async def _retry_later(
+    run: _Invocation, record: SqsRecord, exc: Retryable, log: dict[str, str], logged: bool = False
+) -> None:
     run.counts["retried"] += 1
-    if isinstance(exc, BadCredentials):
-        if not run.warned_credentials:
-            run.warned_credentials = True
-            logger.error(
-                "upstream rejected the API key; check the key in SSM/Secrets Manager", reason=str(exc)
-            )
-    else:
-        logger.warning("retryable failure", extra={"reason": str(exc), "error": type(exc).__name__, **log})
+    problem = _SETUP_PROBLEMS.get(exc.reason)
+    if problem is not None and exc.reason not in run.warned:
+        run.warned.add(exc.reason)
+        logger.error(problem, reason=str(exc))
+    if not logged:
+        logger.warning(
+            "retryable failure",
+            extra={"reason": exc.reason, "detail": str(exc), "error": type(exc).__name__, **log},
+        )
     s = run.deps.settings
     receives = int(record.attributes.get("ApproximateReceiveCount", "1"))
     if receives >= s.max_receive_count:

@@ -8,9 +8,9 @@ from typing import Protocol
 
 from models import AccountData, ProductData, VideoData, WorkItem
 from models.normalise import InvalidTarget, normalise_product_url
-from workers.upstream import DomainRefused, Private
+from workers.upstream import DomainRefused, Private, Unparseable
 from workers.upstream.http import Budget
-from workers.upstream.tiktok import TikApi
+from workers.upstream.tiktok import PostsRefused, TikApi
 from workers.upstream.zyte import ZyteApi
 
 
@@ -19,12 +19,18 @@ class Found:
     item_key: str
     data: AccountData | VideoData | ProductData
     status: str = "ok"
+    unparsed: tuple[str, ...] = ()  # data fields left None because the upstream's value did not parse
 
 
 @dataclass
 class Fetched:
     records: list[Found] = field(default_factory=list)
     follow_up: WorkItem | None = None
+    unparsed: list[str] = field(default_factory=list)  # for the item's warning and metric
+
+    @property
+    def last_page(self) -> bool:
+        return self.follow_up is None
 
 
 class Fetcher(Protocol):
@@ -38,7 +44,9 @@ class TikTokAccountFetcher:
     async def fetch(self, item: WorkItem, budget: Budget) -> Fetched:
         account = await self._api.check(budget, item.target)
         # A private account's profile is still public: keep the data, flag the status.
-        return Fetched([Found(item.item_key, account, "private" if account.private else "ok")])
+        status = "private" if account.data.private else "ok"
+        found = Found(item.item_key, account.data, status, tuple(account.unparsed))
+        return Fetched([found], unparsed=list(account.unparsed))
 
 
 class TikTokVideosFetcher:
@@ -51,28 +59,39 @@ class TikTokVideosFetcher:
         self._max_videos = max_videos
 
     async def fetch(self, item: WorkItem, budget: Budget) -> Fetched:
-        sec_uid = item.sec_uid
+        sec_uid, key_proven = item.sec_uid, False
         if sec_uid is None:
-            account = await self._api.check(budget, item.target)
-            if account.private:
-                raise Private(f"@{item.target} is private")
-            sec_uid = account.sec_uid
-        fetched, cursor, records = item.fetched, item.cursor, []
+            sec_uid, key_proven = await self._sec_uid(item, budget), True
+        fetched, cursor, records, unparsed = item.fetched, item.cursor, [], []
         for _ in range(self._max_pages):
-            page = await self._api.posts(budget, sec_uid, cursor)
+            try:
+                page = await self._api.posts(budget, sec_uid, cursor)
+            except PostsRefused as refused:
+                if not key_proven:  # a later page: the same key must still open the profile
+                    await self._sec_uid(item, budget)
+                raise Private(f"@{item.target}'s videos are private ({refused})") from refused
             take = page.videos[: self._max_videos - fetched]
-            records += [Found(video.id, video) for video in take]
+            records += [Found(v.data.id, v.data, unparsed=tuple(v.unparsed)) for v in take]
+            unparsed += page.unparsed + [name for v in take for name in v.unparsed]
             fetched += len(take)
             cursor = page.cursor
             if cursor is None or fetched >= self._max_videos:
-                return Fetched(records)
+                return Fetched(records, unparsed=unparsed)
         update = {
             "cursor": cursor,
             "page": item.page + self._max_pages,
             "fetched": fetched,
             "sec_uid": sec_uid,
         }
-        return Fetched(records, follow_up=item.model_copy(update=update))
+        return Fetched(records, follow_up=item.model_copy(update=update), unparsed=unparsed)
+
+    async def _sec_uid(self, item: WorkItem, budget: Budget) -> str:
+        account = (await self._api.check(budget, item.target)).data
+        if account.private:
+            raise Private(f"@{item.target} is private")
+        if not account.sec_uid:
+            raise Unparseable("TikAPI profile without userInfo.user.secUid, which its videos need")
+        return account.sec_uid
 
 
 class ProductFetcher:
@@ -88,4 +107,6 @@ class ProductFetcher:
             url = normalise_product_url(self._platform, item.target).value
         except InvalidTarget as exc:
             raise DomainRefused(str(exc)) from exc
-        return Fetched([Found(item.item_key, await self._api.product(budget, url))])
+        product = await self._api.product(budget, url)
+        found = Found(item.item_key, product.data, unparsed=tuple(product.unparsed))
+        return Fetched([found], unparsed=list(product.unparsed))

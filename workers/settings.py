@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, model_validator
 
 from models import Platform
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from models.endpoints import check_upstream_url
 
 
 class WorkerSettings(BaseModel):
@@ -43,15 +33,14 @@ class WorkerSettings(BaseModel):
     max_receive_count: int = Field(default=5, ge=1)
     max_pages_per_message: int = Field(default=3, ge=1)
     max_videos_per_account: int = Field(default=100, ge=1)
+    # Set only by trawl's local Lambda stand-in: a deployed function never talks plain http.
+    allow_loopback_http: bool = False
 
-    @field_validator("tikapi_base_url", "zyte_api_url")
-    @classmethod
-    def _tls_only(cls, url: str) -> str:
-        parts = urlsplit(url)
-        # Plain http is allowed only to this machine (the local sandbox); anything else is TLS.
-        if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname or "")):
-            raise ValueError(f"upstream URL must be https (http only for 127.0.0.1/localhost): {url}")
-        return url.rstrip("/")
+    @model_validator(mode="after")
+    def _tls_only(self) -> WorkerSettings:
+        self.tikapi_base_url = check_upstream_url(self.tikapi_base_url, self.allow_loopback_http)
+        self.zyte_api_url = check_upstream_url(self.zyte_api_url, self.allow_loopback_http)
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:

@@ -13,7 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 from tests.helpers import account_item, records
 from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
-from trawl.local.stack import LOCAL_KEYS
+from trawl.local.stack import SANDBOX_KEYS
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
 
@@ -179,9 +179,7 @@ def test_the_key_can_come_from_secrets_manager(local: LocalSession) -> None:
     """TikApiKeySecretArn set: the function has TIKAPI_KEY_SECRET and no TIKAPI_KEY_PARAMETER."""
     local.sandbox.set_faults(Faults.parse(""))
     secrets = local.stack.endpoint.client("secretsmanager")
-    right = secrets.create_secret(Name="trawl/tikapi-key", SecretString=LOCAL_KEYS["/trawl/tikapi-key"])[
-        "ARN"
-    ]
+    right = secrets.create_secret(Name="trawl/tikapi-key", SecretString=SANDBOX_KEYS["tikapi"])["ARN"]
     wrong = secrets.create_secret(Name="trawl/old-tikapi-key", SecretString="RevokedKey0000")["ARN"]
 
     event = _batch(local, "00000000000000a6", ["secret_a", "secret_b"])

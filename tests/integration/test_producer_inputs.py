@@ -13,6 +13,7 @@ import pytest
 
 from models import JobManifest, WorkItem
 from producer import handler as producer_handler
+from producer.job import EnqueueFailed
 from tests.helpers import NoContinuation, manifest, rejects, uploaded
 from trawl.local.pipeline import LocalSession, job_id_of
 from trawl.local.runtime import LocalContext
@@ -297,20 +298,29 @@ class _FlakySqs:
         return {"Successful": response.get("Successful", []), "Failed": failed}
 
 
-def test_entries_sqs_keeps_refusing_are_rejects_not_lost(driver: ProducerDriver) -> None:
+def test_sends_sqs_keeps_refusing_fail_the_job_retryably_never_as_rejects(driver: ProducerDriver) -> None:
     key = "input/tiktok/account/refused.csv"
-    names = ["alice", "flaky_one", "doomed_one", "bob", "flaky_two", "doomed_two"]
+    names = ["alice", "flaky_one", "doomed_one", "bob", "!!", "flaky_two", "doomed_two"]
     event = driver.upload(key, ("username\n" + "\n".join(names) + "\n").encode())
     deps = producer_handler.build_deps(driver.env(), continuer=NoContinuation())
-    deps.sqs = _FlakySqs(deps.sqs)
+    healthy, deps.sqs = deps.sqs, _FlakySqs(deps.sqs)
+    context = LocalContext(driver.function)
 
-    producer_handler.handle(event, LocalContext(driver.function), deps)
+    with pytest.raises(EnqueueFailed, match="InternalError: try again"):
+        producer_handler.handle(event, context, deps)
 
     m = driver.manifest(key)
-    assert (m.status, m.rows_read, m.enqueued, m.rejected) == ("enqueued", 6, 4, 2)
-    assert sorted(i.target for i in driver.drain("tiktok")) == ["alice", "bob", "flaky_one", "flaky_two"]
-    found = {r["value"]: (r["row"], r["reason"]) for r in rejects(driver.local, m.job_id)}
-    assert found == {
-        "doomed_one": ("4", "could not enqueue: InternalError: try again"),
-        "doomed_two": ("7", "could not enqueue: InternalError: try again"),
-    }
+    assert (m.status, m.retryable) == ("retrying", True)
+    assert m.message is not None and "SQS refused 2 messages" in m.message and "InternalError" in m.message
+    # Only the file's own bad row is a reject; SQS's refusals are not.
+    assert [(r["row"], r["value"]) for r in rejects(driver.local, m.job_id)] == [("6", "!!")]
+
+    deps.sqs = healthy  # Lambda's retry of the same event (same request id), SQS answering again
+    [done] = producer_handler.handle(event, LocalContext(driver.function, context.aws_request_id), deps)[
+        "jobs"
+    ]
+    m = driver.manifest(key)
+    assert done["status"] == m.status == "enqueued"
+    assert (m.rows_read, m.enqueued, m.duplicates, m.rejected) == (7, 6, 0, 1)
+    assert set(i.target for i in driver.drain("tiktok")) == {n for n in names if n != "!!"}
+    assert [(r["row"], r["value"]) for r in rejects(driver.local, m.job_id)] == [("6", "!!")]

@@ -1,5 +1,5 @@
-"""A producer invocation that dies on an AWS error leaves a failed, retryable manifest; the
-next delivery of the same upload (Lambda's own retry) runs the job again to the end."""
+"""A producer invocation that fails on an AWS error leaves a retrying manifest; the next
+delivery of the same upload (Lambda's own retry) runs the job again to the end."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def test_a_job_that_died_on_an_aws_error_runs_again_on_the_next_delivery(local: 
 
     with pytest.raises(RuntimeError, match="SlowDown"):
         producer_handler.handle(event, LocalContext(function), deps)
-    job_id = producer_handler.job_id_for(producer_handler.requests_from(event)[0].source)
+    job_id = producer_handler.job_id_for(producer_handler.requests_from(event, "r")[0].source)
     failed = manifest(local, job_id)
-    assert failed.status == "failed" and failed.retryable
+    assert failed.status == "retrying" and failed.retryable
     assert failed.message is not None and "SlowDown" in failed.message
 
     [result] = producer_handler.handle(event, LocalContext(function), deps)["jobs"]

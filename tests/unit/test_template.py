@@ -303,6 +303,23 @@ def producers(translated: Template) -> set[str]:
     return found - {""}
 
 
+def failure_destinations(translated: Template) -> dict[str, str]:
+    """Function -> the queue its EventInvokeConfig sends failed asynchronous invocations to."""
+    found = {}
+    for config in resources_of_type(translated, "AWS::Lambda::EventInvokeConfig").values():
+        props = config.get("Properties", {})
+        function = ref_target(props.get("FunctionName")) or str(render(props.get("FunctionName")))
+        queue = getatt_target(props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
+        if queue is not None:
+            found[function] = queue
+    return found
+
+
+def dead_letter_queues(translated: Template) -> set[str]:
+    queues = resources_of_type(translated, "AWS::SQS::Queue")
+    return {dlq for q in queues.values() if (dlq := dead_letter_target(q.get("Properties", {})))}
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -374,11 +391,12 @@ def check_redrive(translated: Template) -> list[str]:
                 f"{worker.queue}: VisibilityTimeout {visibility!r} is under "
                 f"6 x {worker.function}'s Timeout {timeout!r}"
             )
-    consumed = {worker.queue for worker in found}
+    consumed = {worker.queue for worker in found} | set(failure_destinations(translated).values())
     for queue_id in queues:
         if queue_id not in consumed and queue_id not in dead_letter_queues:
             problems.append(
-                f"{queue_id}: neither read by a function nor the dead-letter queue of a queue that is"
+                f"{queue_id}: neither read by a function, a function's failure destination, "
+                "nor the dead-letter queue of a queue that is"
             )
     return problems
 
@@ -478,6 +496,7 @@ def check_least_privilege(translated: Template) -> list[str]:
     found = {worker.function: worker for worker in workers(translated)}
     arns = data_bucket_arns(translated)
     work_queues = {worker.queue for worker in found.values()}
+    destinations = failure_destinations(translated)
     for function_id, role in roles.items():
         for managed in as_list(render(properties(translated, role).get("ManagedPolicyArns"))):
             problems.append(f"{role} ({function_id}): managed policy {managed} cannot be checked offline")
@@ -489,7 +508,8 @@ def check_least_privilege(translated: Template) -> list[str]:
             if "s3" in grant.services:
                 problems += _s3_problems(grant, arns, worker)
             if "sqs" in grant.services:
-                problems += _sqs_problems(grant, worker, work_queues)
+                own = {destinations[function_id]} if function_id in destinations else set()
+                problems += _sqs_problems(grant, worker, work_queues | own)
     return problems
 
 
@@ -535,7 +555,8 @@ def _sqs_problems(grant: Grant, worker: Worker | None, work_queues: set[str]) ->
             problems.append(f"{grant.describe()}: worker {worker.function} may touch only {worker.queue}")
         elif worker is None and queue not in work_queues:
             problems.append(
-                f"{grant.describe()}: {resource!r} is not a work queue (dead-letter queues are off limits)"
+                f"{grant.describe()}: {resource!r} is neither a work queue nor the function's own "
+                "failure destination (dead-letter queues are off limits)"
             )
     if worker is None and {
         action.lower() for action in grant.actions if action.lower().startswith("sqs:")
@@ -596,6 +617,101 @@ def check_required_access(translated: Template) -> list[str]:
     return problems
 
 
+def check_async_failures(translated: Template) -> list[str]:
+    """Every function the bucket notifies (invoked asynchronously) keeps what Lambda could not
+    process: an EventInvokeConfig whose on-failure destination is an SQS queue of this template,
+    retries set by a parameter (MaxValue <= 2, Lambda's limit) that the function also reads as
+    MAX_RETRY_ATTEMPTS, and a role that may send to that queue (Lambda sends with it)."""
+    parameters = translated.get("Parameters", {})
+    queues = resources_of_type(translated, "AWS::SQS::Queue")
+    configs = {
+        ref_target(c["Properties"].get("FunctionName")): c["Properties"]
+        for c in resources_of_type(translated, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    roles, problems = function_roles(translated)
+    found = producers(translated)
+    if not found:
+        problems.append("no function is notified by the data bucket")
+    for function_id in sorted(found):
+        config = configs.get(function_id)
+        if config is None:
+            problems.append(
+                f"{function_id}: no EventInvokeConfig, so an event whose retries ran out vanishes"
+            )
+            continue
+        queue = failure_destinations(translated).get(function_id)
+        if queue not in queues:
+            problems.append(
+                f"{function_id}: its EventInvokeConfig has no on-failure SQS queue of this template"
+            )
+        # SAM resolves the parameter into the config at translation; the function reads it as
+        # MAX_RETRY_ATTEMPTS, so both must come from one parameter within Lambda's limit of 2.
+        variables = properties(translated, function_id).get("Environment", {}).get("Variables", {})
+        parameter = ref_target(variables.get("MAX_RETRY_ATTEMPTS"))
+        ceiling = as_int(parameters.get(parameter, {}).get("MaxValue")) if parameter else None
+        if parameter is None or ceiling is None or ceiling > 2:
+            problems.append(
+                f"{function_id}: MAX_RETRY_ATTEMPTS is not a parameter with MaxValue <= 2 (Lambda's limit)"
+            )
+        elif resolve_number(config.get("MaximumRetryAttempts"), parameters) != resolve_number(
+            {"Ref": parameter}, parameters
+        ):
+            problems.append(
+                f"{function_id}: EventInvokeConfig MaximumRetryAttempts is not {parameter}, "
+                "so the producer cannot tell its last attempt"
+            )
+        role = roles.get(function_id)
+        grants = role_grants(translated, role) if role else []
+        if queue in queues and not _allows(grants, "sqs:SendMessage", _on_queue(queue)):
+            problems.append(
+                f"{function_id} (role {role}) cannot sqs:SendMessage to its failure queue {queue}"
+            )
+    return problems
+
+
+def _on_queue(queue: str) -> Callable[[str], bool]:
+    return lambda resource: queue_of(resource) == queue
+
+
+def check_alarms(translated: Template) -> list[str]:
+    """Every dead-letter queue and failure destination has an alarm that fires on its first
+    message (ApproximateNumberOfMessagesVisible > 0 on that queue)."""
+    alarmed = set()
+    for alarm in resources_of_type(translated, "AWS::CloudWatch::Alarm").values():
+        props = alarm.get("Properties", {})
+        watches = (
+            props.get("Namespace") == "AWS/SQS"
+            and props.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        )
+        fires_on_one = (
+            props.get("ComparisonOperator") == "GreaterThanThreshold" and as_int(props.get("Threshold")) == 0
+        )
+        if watches and fires_on_one:
+            for dimension in as_list(props.get("Dimensions")):
+                if dimension.get("Name") == "QueueName":
+                    alarmed.add(getatt_target(dimension.get("Value"), "QueueName"))
+    needed = dead_letter_queues(translated) | set(failure_destinations(translated).values())
+    return [f"{queue}: no alarm fires when a message lands in it" for queue in sorted(needed - alarmed)]
+
+
+def check_upstream_urls(translated: Template) -> list[str]:
+    """The upstream URL parameters accept https only: a deployed worker never talks plain http."""
+    problems = []
+    for name in ("TikApiBaseUrl", "ZyteApiUrl"):
+        parameter = translated.get("Parameters", {}).get(name, {})
+        pattern = parameter.get("AllowedPattern")
+        if not pattern:
+            problems.append(f"{name}: no AllowedPattern, so any URL is accepted")
+            continue
+        compiled = re.compile(pattern)
+        for url in ("http://127.0.0.1:8080", "http://api.example.com", "ftp://api.example.com"):
+            if compiled.fullmatch(url):
+                problems.append(f"{name}: AllowedPattern accepts {url}")
+        if not compiled.fullmatch(str(parameter.get("Default", ""))):
+            problems.append(f"{name}: AllowedPattern refuses its own Default")
+    return problems
+
+
 CHECKS: dict[str, Check] = {
     "concurrency": check_concurrency,
     "partial_batch": check_partial_batch,
@@ -604,6 +720,9 @@ CHECKS: dict[str, Check] = {
     "queue_encryption": check_queue_encryption,
     "least_privilege": check_least_privilege,
     "required_access": check_required_access,
+    "async_failures": check_async_failures,
+    "alarms": check_alarms,
+    "upstream_urls": check_upstream_urls,
 }
 
 
@@ -894,6 +1013,56 @@ def _object_action_on_bucket_arn(template: Template, worker: SamWorker) -> str:
     return worker.role_id
 
 
+def _sam_producer(template: Template) -> tuple[str, dict[str, Any]]:
+    for function_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        if any(event["Type"] == "S3" for event in function["Properties"].get("Events", {}).values()):
+            return function_id, function["Properties"]
+    raise LookupError("no function is triggered by S3")
+
+
+def _producer_without_failure_destination(template: Template, worker: SamWorker) -> str:
+    function_id, props = _sam_producer(template)
+    del props["EventInvokeConfig"]["DestinationConfig"]
+    return function_id
+
+
+def _producer_retries_disagree(template: Template, worker: SamWorker) -> str:
+    function_id, props = _sam_producer(template)
+    props["EventInvokeConfig"]["MaximumRetryAttempts"] = 1
+    return function_id
+
+
+def _producer_cannot_reach_failure_queue(template: Template, worker: SamWorker) -> str:
+    function_id, _ = _sam_producer(template)
+    _, role = sam_producer_role(template)
+    for policy in role["Policies"]:
+        policy["PolicyDocument"]["Statement"] = [
+            s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") != "FailureDestination"
+        ]
+    return function_id
+
+
+def _failure_queue_without_alarm(template: Template, worker: SamWorker) -> str:
+    _, props = _sam_producer(template)
+    queue = str(getatt_target(props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]))
+    for alarm_id, alarm in list(resources_of_type(template, "AWS::CloudWatch::Alarm").items()):
+        if queue in json.dumps(alarm):
+            del template["Resources"][alarm_id]
+    return queue
+
+
+def _dead_letter_queue_without_alarm(template: Template, worker: SamWorker) -> str:
+    for alarm_id, alarm in list(resources_of_type(template, "AWS::CloudWatch::Alarm").items()):
+        if f'"{worker.dead_letter_queue}"' in json.dumps(alarm):
+            del template["Resources"][alarm_id]
+    return worker.dead_letter_queue
+
+
+def _upstream_url_allows_http(template: Template, worker: SamWorker) -> str:
+    template["Parameters"]["TikApiBaseUrl"]["AllowedPattern"] = "^https?://.+$"
+    return "TikApiBaseUrl"
+
+
 MUTATIONS: list[tuple[str, Mutation, Check]] = [
     ("worker_resource_star", _worker_resource_star, check_least_privilege),
     ("worker_service_wildcard", _worker_service_wildcard, check_least_privilege),
@@ -921,6 +1090,12 @@ MUTATIONS: list[tuple[str, Mutation, Check]] = [
     ("worker_cannot_back_off", _worker_cannot_back_off, check_required_access),
     ("producer_cannot_fan_out", _producer_cannot_fan_out, check_required_access),
     ("worker_cannot_write_output", _worker_cannot_write_output, check_required_access),
+    ("producer_without_failure_destination", _producer_without_failure_destination, check_async_failures),
+    ("producer_retries_disagree", _producer_retries_disagree, check_async_failures),
+    ("producer_cannot_reach_failure_queue", _producer_cannot_reach_failure_queue, check_async_failures),
+    ("failure_queue_without_alarm", _failure_queue_without_alarm, check_alarms),
+    ("dead_letter_queue_without_alarm", _dead_letter_queue_without_alarm, check_alarms),
+    ("upstream_url_allows_http", _upstream_url_allows_http, check_upstream_urls),
 ]
 
 

@@ -30,12 +30,16 @@ def test_backoff_honours_retry_after() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://api.tikapi.io", "ftp://x", "http://10.0.0.5:8080"])
-def test_upstream_urls_must_be_tls_except_loopback(url: str) -> None:
+def test_upstream_urls_must_be_tls_except_loopback_in_a_local_run(url: str) -> None:
     env = {"PLATFORM": "tiktok", "DATA_BUCKET": "b", "QUEUE_URL": "q", "TIKAPI_BASE_URL": url}
     with pytest.raises(ValidationError, match="must be https"):
-        WorkerSettings.from_env(env)
+        WorkerSettings.from_env(env | {"ALLOW_LOOPBACK_HTTP": "true"})
     env["TIKAPI_BASE_URL"] = "http://127.0.0.1:9000"
-    assert WorkerSettings.from_env(env).tikapi_base_url == "http://127.0.0.1:9000"
+    # Deployed (no ALLOW_LOOPBACK_HTTP, which only the local stand-in sets): TLS, even to loopback.
+    with pytest.raises(ValidationError, match="for local runs only"):
+        WorkerSettings.from_env(env)
+    local = WorkerSettings.from_env(env | {"ALLOW_LOOPBACK_HTTP": "true"})
+    assert local.tikapi_base_url == "http://127.0.0.1:9000"
 
 
 def _record(nickname: str) -> OutputRecord:
@@ -82,9 +86,11 @@ def test_output_key_depends_only_on_job_item_and_job_date() -> None:
 def test_product_prices_stay_decimal_strings() -> None:
     data = product_data(
         {"url": "u", "price": "10500.99", "regularPrice": 12000, "metadata": {"probability": 0.9}}
-    )
+    ).data
     assert (data.price, data.regular_price) == ("10500.99", "12000")
-    assert product_data({"url": "u", "price": "Rp 10.000"}).price is None
+    assert product_data({"url": "u", "price": 1e20}).data.price == "100000000000000000000"
+    unpriced = product_data({"url": "u", "price": "Rp 10.000"})
+    assert unpriced.data.price is None and unpriced.unparsed == ["price"]
 
 
 def test_metrics_are_emitted_per_platform(

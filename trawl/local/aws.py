@@ -32,11 +32,15 @@ class Endpoint:
     url: str | None
     region: str = REGION
     local: bool = True
+    # Lambda's Invoke API, when the functions run in trawl's local stand-in rather than in moto.
+    lambda_url: str | None = None
 
     def client(self, service: str) -> Any:
         config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
         kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
-        if self.url:
+        if service == "lambda" and self.lambda_url:
+            kwargs["endpoint_url"] = self.lambda_url
+        elif self.url:
             kwargs["endpoint_url"] = self.url
         if self.local:
             kwargs |= LOCAL_CREDENTIALS
@@ -49,6 +53,9 @@ class Endpoint:
             env["AWS_ENDPOINT_URL"] = self.url
         if self.local:
             env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+            # The sandbox and test stand-ins listen on plain http on loopback; deployed
+            # functions never get this, so they talk TLS only.
+            env["ALLOW_LOOPBACK_HTTP"] = "true"
         return env
 
 

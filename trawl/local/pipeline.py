@@ -4,6 +4,7 @@ summary users see (DESIGN.md, "Commands") and the copy of output/ and jobs/ to t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import time
@@ -11,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from models import JobManifest, ObjectRef
 from producer.job import job_id_for
 from producer.store import JobStore
 from trawl.local.aws import EmbeddedAws
+from trawl.local.invoke import LOCAL_RETRY_DELAYS_S
 from trawl.local.runtime import LocalRuntime
 from trawl.local.stack import Stack, create_local_stack, queue_depth
 from trawl.sandbox import Faults, SandboxServer
@@ -69,7 +71,7 @@ class JobSummary:
             input_key=m.input.key,
             platform=m.platform,
             kind=m.kind,
-            status=m.status,
+            status=m.producer_state(dt.datetime.now(dt.UTC)),
             message=m.message,
             rows=m.rows_read,
             enqueued=m.enqueued,
@@ -85,11 +87,14 @@ class JobSummary:
 
     @property
     def state(self) -> str:
-        """done, failed (the job failed, or items are in the DLQ and nothing is left) or running."""
+        """done, failed (the producer gave up, or items are in the DLQ and nothing is left),
+        retrying (Lambda retries a failed producer invocation) or running."""
         if self.status == "failed" or (
-            self.status != "running" and self.in_flight == 0 and self.dead_lettered
+            self.status == "enqueued" and self.in_flight == 0 and self.dead_lettered
         ):
             return "failed"
+        if self.status == "retrying":
+            return "retrying"
         return "done" if self.status == "enqueued" and self.in_flight == 0 else "running"
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +122,7 @@ class LocalSession:
     sandbox: SandboxServer
     stack: Stack
     runtime: LocalRuntime
+    upstreams: Upstreams = field(default_factory=lambda: Upstreams())
 
 
 @dataclass
@@ -125,23 +131,57 @@ class AttachedSession:
     runtime: None = None
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """A real upstream (or a stand-in for one) instead of the sandbox: its URL as the template
+    parameter means it, and its API key, which goes only into the embedded SSM."""
+
+    url: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    tikapi: Upstream | None = None
+    zyte: Upstream | None = None
+
+    def describe(self, sandbox_url: str) -> list[tuple[str, str]]:
+        """(API, where it is) for the start-up banner; never the key."""
+        return [
+            ("TikAPI", self.tikapi.url if self.tikapi else f"sandbox {sandbox_url}"),
+            ("Zyte API", self.zyte.url if self.zyte else f"sandbox {sandbox_url}/v1/extract"),
+        ]
+
+
 @contextmanager
 def local_session(
     faults: Faults | None = None,
     parameters: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None,
+    upstreams: Upstreams | None = None,
+    retry_delays_s: tuple[float, ...] | None = None,
 ) -> Iterator[LocalSession]:
     """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
     `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
-    in every function's environment (as editing the function's configuration would)."""
+    in every function's environment (as editing the function's configuration would);
+    `upstreams` replaces the sandbox for TikAPI and/or Zyte API."""
+    upstreams = upstreams or Upstreams()
     aws = EmbeddedAws().start()
     sandbox = SandboxServer(faults=faults).start()
     try:
-        stack_parameters = {"TikApiBaseUrl": sandbox.tikapi_url, "ZyteApiUrl": sandbox.zyte_url}
-        stack = create_local_stack(aws.endpoint, STACK_NAME, stack_parameters | (parameters or {}))
-        runtime = LocalRuntime(stack, env_overrides=LOCAL_WORKER_ENV | (worker_env or {})).start()
+        stack_parameters = {
+            "TikApiBaseUrl": upstreams.tikapi.url if upstreams.tikapi else sandbox.tikapi_url,
+            "ZyteApiUrl": upstreams.zyte.url if upstreams.zyte else sandbox.zyte_url,
+        }
+        keys = {api: u.key for api, u in (("tikapi", upstreams.tikapi), ("zyte", upstreams.zyte)) if u}
+        stack = create_local_stack(aws.endpoint, STACK_NAME, stack_parameters | (parameters or {}), keys)
+        runtime = LocalRuntime(
+            stack,
+            env_overrides=LOCAL_WORKER_ENV | (worker_env or {}),
+            retry_delays_s=LOCAL_RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
+        ).start()
         try:
-            yield LocalSession(aws, sandbox, stack, runtime)
+            yield LocalSession(aws, sandbox, stack, runtime, upstreams)
         finally:
             runtime.stop()
     finally:
@@ -182,14 +222,17 @@ def wait_for_jobs(
     work_queues = [stack.queue_url(p) for p in stack.platforms]
     while time.monotonic() < deadline:
         manifests = {job_id: load_manifest(stack, job_id) for job_id in job_ids}
-        produced = all(m is not None and m.status != "running" for m in manifests.values())
+        now = dt.datetime.now(dt.UTC)
+        produced = all(
+            m is not None and m.producer_state(now) in ("enqueued", "failed") for m in manifests.values()
+        )
         if on_progress:
             dlq = sum(queue_depth(sqs, stack.dlq_url(p)) for p in stack.platforms)
             waiting = sum(queue_depth(sqs, q) for q in work_queues)
             for job_id, m in manifests.items():
                 total = m.enqueued if m else 0
                 done = runtime.progress.processed[job_id] if runtime else max(0, total - waiting)
-                on_progress(job_id, min(total, done + dlq), total, m is None or m.status == "running")
+                on_progress(job_id, min(total, done + dlq), total, m is None or m.status != "enqueued")
         idle = runtime.idle() if runtime else all(queue_depth(sqs, q) == 0 for q in work_queues)
         if produced and idle:
             return

@@ -12,7 +12,6 @@ import datetime as dt
 import importlib
 import json
 import logging
-import queue
 import sys
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trawl.local.container import ContainerDied, ProcessContainer
+from trawl.local.invoke import LOCAL_RETRY_DELAYS_S, AsyncInvocations, Invocation, InvokeServer
 from trawl.local.stack import EventSource, FunctionInfo, Stack, queue_depth
 
 log = logging.getLogger(__name__)
@@ -33,18 +33,22 @@ log = logging.getLogger(__name__)
 # with queue depth (every call scans the queue), so this keeps the embedded queues shallow.
 LOCAL_ROWS_PER_INVOCATION = 200
 LOW_WATER = 100
+# The producer's lease locally (60 s on AWS): a delivery that finds a dead holder's lease waits
+# at most this long before it takes the job over.
+LOCAL_PRODUCER_LEASE_S = 5
 # A worker environment no batch has used for this long is closed (its process, ~80 MB, ends), as
 # Lambda reclaims idle execution environments; the next batch starts a new one.
 IDLE_ENVIRONMENT_S = 300.0
 
 
 class LocalContext:
-    """The parts of the Lambda context object trawl's handlers use."""
+    """The parts of the Lambda context object trawl's handlers use. A retried asynchronous
+    invocation keeps its request id, as on Lambda."""
 
-    def __init__(self, function: FunctionInfo) -> None:
+    def __init__(self, function: FunctionInfo, request_id: str | None = None) -> None:
         self.function_name = function.name
         self.memory_limit_in_mb = function.memory_mb
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id or str(uuid.uuid4())
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
         self._deadline = time.monotonic() + function.timeout_s
 
@@ -64,18 +68,17 @@ def _logs_to_stderr() -> None:
 class Container:
     """One warm execution environment: the handler module's deps, built once from the
     function's environment, reused by every invocation it serves. Workers run theirs in a
-    process of its own (trawl/local/container.py); the producer runs its one in this process,
-    because its continuations call back into the runtime."""
+    process of its own (trawl/local/container.py); the producer runs its one in this process."""
 
-    def __init__(self, function: FunctionInfo, env: dict[str, str], **build_kwargs: Any) -> None:
+    def __init__(self, function: FunctionInfo, env: dict[str, str]) -> None:
         module_name, _, _ = function.handler.rpartition(".")
         self.function = function
         self.module = importlib.import_module(module_name)
         _logs_to_stderr()
-        self.deps = self.module.build_deps(env, **build_kwargs)
+        self.deps = self.module.build_deps(env)
 
-    def invoke(self, event: dict[str, Any]) -> Any:
-        return self.module.handle(event, LocalContext(self.function), self.deps)
+    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
+        return self.module.handle(event, LocalContext(self.function, request_id), self.deps)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,11 @@ class Progress:
 
 class LocalRuntime:
     def __init__(
-        self, stack: Stack, env_overrides: dict[str, str] | None = None, idle_s: float = IDLE_ENVIRONMENT_S
+        self,
+        stack: Stack,
+        env_overrides: dict[str, str] | None = None,
+        idle_s: float = IDLE_ENVIRONMENT_S,
+        retry_delays_s: tuple[float, ...] = LOCAL_RETRY_DELAYS_S,
     ) -> None:
         self.stack = stack
         self._idle_s = idle_s
@@ -106,7 +113,6 @@ class LocalRuntime:
         self.sqs = stack.endpoint.client("sqs")
         self._overrides = env_overrides or {}
         self._stop = threading.Event()
-        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._busy = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -117,10 +123,18 @@ class LocalRuntime:
         # Each Lambda execution environment has a /tmp of its own; the producer's here is private
         # to this runtime, so two local runs of the same file (same job id) can't share work files.
         self._producer_tmp = tempfile.TemporaryDirectory(prefix="trawl-producer-tmp-")
+        self._producer: Container | None = None  # built on the first invocation, as on Lambda
+        self._retry_delays = retry_delays_s
+        producer = stack.producer()
+        self.producer_calls = AsyncInvocations(
+            producer, self._invoke_producer, self.sqs, stack.endpoint.region, retry_delays_s, self._pace
+        )
+        self.invoke_server = InvokeServer({producer.name: self.producer_calls})
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
-        self._spawn("producer", self._producer_loop)
+        self.invoke_server.start()
+        self._spawn("producer", self.producer_calls.run, self._stop)
         for function in self.stack.workers():
             for source in function.event_sources:
                 for n in range(source.max_concurrency):
@@ -131,6 +145,7 @@ class LocalRuntime:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.invoke_server.stop()
         self._producer_tmp.cleanup()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
@@ -189,39 +204,31 @@ class LocalRuntime:
             except Exception:
                 self._log_failure("listing input/ failed; retrying", exc_info=True)
 
-    def deliver(self, event: dict[str, Any]) -> None:
-        """Queue an asynchronous invocation of the producer (an S3 event or a continuation)."""
-        with self._lock:
-            self._busy += 1
-        self._events.put(event)
+    def deliver(self, event: dict[str, Any]) -> str:
+        """An asynchronous invocation of the producer (an S3 event, or a continuation); its
+        request id."""
+        return self.producer_calls.submit(event)
 
-    def continue_job(self, payload: dict[str, Any]) -> None:
-        self.deliver(payload)
-
-    def _producer_loop(self) -> None:
+    def producer_env(self) -> dict[str, str]:
         function = self.stack.producer()
-        env = self._env(function) | {
+        # Leases and Lambda's retry horizon scaled down with the retry delays.
+        horizon = LOCAL_PRODUCER_LEASE_S + sum(self._retry_delays) + 10
+        return self._env(function) | {
             "MAX_ROWS_PER_INVOCATION": str(LOCAL_ROWS_PER_INVOCATION),
             "TMP_DIR": self._producer_tmp.name,
+            "AWS_ENDPOINT_URL_LAMBDA": self.invoke_server.url,
+            "LEASE_S": str(LOCAL_PRODUCER_LEASE_S),
+            "RETRY_HORIZON_S": str(int(horizon)),
         }
-        container = Container(function, env, continuer=self)
-        while not self._stop.is_set():
-            try:
-                event = self._events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            try:
-                if "trawl_continuation" in event:
-                    self._wait_for_low_water()
-                container.invoke(event)
-                self.progress.invocations += 1
-            except Exception:
-                # Lambda would retry an async invocation twice; locally the error is shown instead.
-                self.progress.errors += 1
-                self._log_failure("producer invocation failed", exc_info=True)
-            finally:
-                with self._lock:
-                    self._busy -= 1
+
+    def _invoke_producer(self, invocation: Invocation) -> Any:
+        if self._producer is None:
+            self._producer = Container(self.stack.producer(), self.producer_env())
+        return self._producer.invoke(invocation.event, invocation.request_id)
+
+    def _pace(self, invocation: Invocation) -> None:
+        if "trawl_continuation" in invocation.event:
+            self._wait_for_low_water()
 
     def _wait_for_low_water(self) -> None:
         while (
@@ -369,6 +376,8 @@ class LocalRuntime:
     # ------------------------------------------------------------------ state
     def idle(self) -> bool:
         """Nothing queued for the producer, no invocation running, every work queue empty."""
+        if self.producer_calls.busy:
+            return False
         with self._lock:
             if self._busy:
                 return False

@@ -11,6 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import KINDS_BY_PLATFORM
 from trawl.local.aws import Endpoint
 from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
 
@@ -24,7 +25,13 @@ UNSUPPORTED_LOCALLY = {
     "AWS::Glue::Database",
     "AWS::Glue::Table",
 }
-LOCAL_KEYS = {"/trawl/tikapi-key": "sandboxkey1234567890", "/trawl/zyte-key": "sandboxzytekey123"}
+# Types moto's CloudFormation cannot create that the local Lambda stand-in does act on: their
+# settings are recorded through moto's Lambda API instead, where the stand-in reads them back.
+RECORDED_THROUGH_LAMBDA_API = {"AWS::Lambda::EventInvokeConfig"}
+# The API keys the sandbox accepts: what the embedded SSM holds unless a real upstream's key is given.
+SANDBOX_KEYS = {"tikapi": "sandboxkey1234567890", "zyte": "sandboxzytekey123"}
+# Which template parameter names the SSM parameter holding each API's key.
+KEY_PARAMETERS = {"tikapi": "TikApiKeyParameter", "zyte": "ZyteKeyParameter"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,15 @@ class EventSource:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """A function's EventInvokeConfig: how Lambda retries its asynchronous invocations."""
+
+    max_retry_attempts: int = 2
+    max_event_age_s: int = 21_600
+    on_failure_arn: str | None = None
+
+
+@dataclass(frozen=True)
 class FunctionInfo:
     name: str
     handler: str
@@ -44,6 +60,7 @@ class FunctionInfo:
     memory_mb: int
     env: dict[str, str]
     event_sources: list[EventSource] = field(default_factory=list)
+    async_config: AsyncConfig = field(default_factory=AsyncConfig)
 
 
 @dataclass
@@ -72,11 +89,8 @@ class Stack:
 
     @property
     def platforms(self) -> list[str]:
-        return [
-            k[: -len("QueueUrl")].lower()
-            for k in self.outputs
-            if k.endswith("QueueUrl") and "DeadLetter" not in k
-        ]
+        """The platforms this stack has a work queue for."""
+        return [p for p in KINDS_BY_PLATFORM if f"{_title(p)}QueueUrl" in self.outputs]
 
     def function_env(self, function: FunctionInfo) -> dict[str, str]:
         """A function's environment as the Lambda service sets it: its configured variables plus
@@ -94,15 +108,24 @@ def _title(platform: str) -> str:
     return {"tiktok": "TikTok"}.get(platform, platform.capitalize())
 
 
-def create_local_stack(endpoint: Endpoint, name: str, parameters: dict[str, str]) -> Stack:
-    """Translate template.yaml offline and create it in the embedded AWS."""
+def create_local_stack(
+    endpoint: Endpoint, name: str, parameters: dict[str, str], api_keys: dict[str, str] | None = None
+) -> Stack:
+    """Translate template.yaml offline and create it in the embedded AWS. `api_keys` (by API:
+    tikapi, zyte) go into the SSM parameters the template names, where the workers read them
+    as they do when deployed; the sandbox's keys otherwise."""
     translated = translate(load_template(), parameters)
+    recorded = []
     for logical_id, resource in list(translated["Resources"].items()):
-        if resource["Type"] in UNSUPPORTED_LOCALLY:
+        if resource["Type"] in RECORDED_THROUGH_LAMBDA_API:
+            recorded.append(translated["Resources"].pop(logical_id))
+        elif resource["Type"] in UNSUPPORTED_LOCALLY:
             log.warning("local stack skips %s (%s): moto cannot create it", logical_id, resource["Type"])
             del translated["Resources"][logical_id]
     _upload_placeholder_code(endpoint)
-    _put_local_keys(endpoint)
+    values = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
+    values |= {k: str(v) for k, v in parameters.items()}
+    _put_api_keys(endpoint, values, SANDBOX_KEYS | (api_keys or {}))
     cfn = endpoint.client("cloudformation")
     cfn.create_stack(
         StackName=name,
@@ -110,8 +133,55 @@ def create_local_stack(endpoint: Endpoint, name: str, parameters: dict[str, str]
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     )
-    stack = describe_stack(endpoint, name)
-    return stack
+    resolve = _Resolver(endpoint, name, values)
+    for resource in recorded:
+        props = resource["Properties"]
+        config: dict[str, Any] = {
+            key: int(resolve(props[key]))
+            for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")
+            if key in props
+        }
+        if "DestinationConfig" in props:
+            config["DestinationConfig"] = resolve(props["DestinationConfig"])
+        endpoint.client("lambda").put_function_event_invoke_config(
+            FunctionName=resolve(props["FunctionName"]), Qualifier=props.get("Qualifier", "$LATEST"), **config
+        )
+    return describe_stack(endpoint, name)
+
+
+class _Resolver:
+    """Ref and GetAtt values in a translated template, for the properties trawl records itself
+    (moto resolved everything else when it created the stack)."""
+
+    def __init__(self, endpoint: Endpoint, stack_name: str, parameters: dict[str, str]) -> None:
+        self._endpoint = endpoint
+        self._parameters = parameters
+        resources = endpoint.client("cloudformation").describe_stack_resources(StackName=stack_name)
+        self._physical = {r["LogicalResourceId"]: r for r in resources["StackResources"]}
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            name = value["Ref"]
+            return (
+                self._parameters[name]
+                if name in self._parameters
+                else self._physical[name]["PhysicalResourceId"]
+            )
+        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            logical, attribute = value["Fn::GetAtt"]
+            resource = self._physical[logical]
+            if resource["ResourceType"] == "AWS::SQS::Queue" and attribute == "Arn":
+                sqs = self._endpoint.client("sqs")
+                url = resource["PhysicalResourceId"]
+                return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ]
+            raise ValueError(f"cannot resolve {logical}.{attribute} locally")
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
 
 
 def _upload_placeholder_code(endpoint: Endpoint) -> None:
@@ -124,9 +194,10 @@ def _upload_placeholder_code(endpoint: Endpoint) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
 
 
-def _put_local_keys(endpoint: Endpoint) -> None:
+def _put_api_keys(endpoint: Endpoint, parameters: dict[str, str], keys: dict[str, str]) -> None:
     ssm = endpoint.client("ssm")
-    for name, value in LOCAL_KEYS.items():
+    for api, value in keys.items():
+        name = parameters[KEY_PARAMETERS[api]]
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
 
 
@@ -169,8 +240,22 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
             memory_mb=int(config.get("MemorySize", 128)),
             env=dict(config.get("Environment", {}).get("Variables", {})),
             event_sources=sources,
+            async_config=_async_config(lam, name),
         )
     return functions
+
+
+def _async_config(lam: Any, name: str) -> AsyncConfig:
+    try:
+        found = lam.get_function_event_invoke_config(FunctionName=name)
+    except lam.exceptions.ResourceNotFoundException:
+        return AsyncConfig()  # Lambda's defaults: two retries, six hours, no destination
+    on_failure = found.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    return AsyncConfig(
+        max_retry_attempts=int(found.get("MaximumRetryAttempts", 2)),
+        max_event_age_s=int(found.get("MaximumEventAgeInSeconds", 21_600)),
+        on_failure_arn=on_failure or None,
+    )
 
 
 def queue_depth(sqs: Any, queue_url: str) -> int:

@@ -21,6 +21,7 @@ class UpState:
     sandbox_url: str
     stack_name: str
     pid: int
+    lambda_url: str | None = None  # the local Lambda stand-in's Invoke API
 
     def save(self) -> Path:
         path = state_file()

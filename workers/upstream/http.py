@@ -1,26 +1,23 @@
 """What both upstreams share: one httpx.AsyncClient per container (TLS verified, explicit
-timeouts), HTTP status -> domain exception, and calls that respect the invocation's deadline."""
+timeouts), calls that respect the invocation's deadline, and the first sorting of answers.
+
+Only an answer in the API's own error shape can mean something about the item; that is handed
+to the platform's adapter as ApiError. Everything else is decided here, the same for both
+APIs: 429/503 throttled, 5xx unavailable, and any other error answer (an HTML page, an empty
+body, a redirect) a configuration problem, which is retried and never becomes a permanent
+status."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from workers.upstream import (
-    BadCredentials,
-    DeadlineReached,
-    DomainRefused,
-    Gone,
-    InvalidTarget,
-    NotFound,
-    Throttled,
-    Unavailable,
-    UpstreamError,
-)
+from workers.upstream import DeadlineReached, Misconfigured, Throttled, Unavailable
 
 USER_AGENT = "trawl/0.1 (+https://github.com/trawl)"
 
@@ -36,6 +33,26 @@ def make_client(connect_timeout_s: float, read_timeout_s: float) -> httpx.AsyncC
     )
 
 
+@dataclass(frozen=True)
+class Api:
+    """How to recognise one API's own answers: its name (for messages), the setting that holds
+    its URL (so a configuration problem names what to fix), and its error body's shape."""
+
+    name: str
+    url_setting: str
+    error_shape: Callable[[object], bool]
+
+
+class ApiError(Exception):
+    """A 4xx in the API's own error shape (429 aside): the adapter says what it means."""
+
+    def __init__(self, status: int, body: dict[str, Any], host: str) -> None:
+        super().__init__(f"HTTP {status} from {host}")
+        self.status = status
+        self.body = body
+        self.host = host
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
@@ -44,23 +61,42 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def error_for(response: httpx.Response) -> UpstreamError:
-    """The domain exception for an HTTP error status (the same table for TikAPI and Zyte)."""
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _not_the_api(api: Api, response: httpx.Response, what: str) -> Misconfigured:
+    content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return Misconfigured(
+        f"{what} from {response.request.url.host} is not {api.name}'s answer "
+        f"({content_type}, {len(response.content)} bytes): check {api.url_setting}",
+        _retry_after(response),
+    )
+
+
+def sort_answer(api: Api, response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, or the exception for any other one."""
     status = response.status_code
-    where = f"HTTP {status} from {response.request.url.host}"
+    host = response.request.url.host
     if status in (429, 503):
-        return Throttled(where, _retry_after(response))
-    if status in (401, 402, 403):
-        return BadCredentials(where)
-    if status == 404:
-        return NotFound(where)
-    if status == 451:
-        return DomainRefused(where)
-    if status in (400, 422):
-        return InvalidTarget(where)
-    if status == 521:
-        return Gone(where)
-    return Unavailable(where, _retry_after(response))
+        raise Throttled(f"HTTP {status} from {host}", _retry_after(response))
+    if status >= 500:
+        raise Unavailable(f"HTTP {status} from {host}", _retry_after(response))
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "nowhere")
+        raise Misconfigured(f"HTTP {status} redirect from {host} to {location}: check {api.url_setting}")
+    body = _json_object(response)
+    if status >= 400:
+        if body is not None and api.error_shape(body):
+            raise ApiError(status, body, host)
+        raise _not_the_api(api, response, f"HTTP {status}")
+    if body is None:
+        raise _not_the_api(api, response, f"HTTP {status}")
+    return body
 
 
 class Budget:
@@ -80,13 +116,13 @@ class Budget:
 
 
 async def request_json(
-    client: httpx.AsyncClient, budget: Budget, method: str, url: str, **kwargs: Any
+    client: httpx.AsyncClient, budget: Budget, api: Api, method: str, url: str, **kwargs: Any
 ) -> dict[str, Any]:
     """One upstream call, retried once in-process for a transient failure when time allows;
     longer waits are the queue's job (visibility backoff), not this invocation's."""
     for attempt in (1, 2):
         try:
-            return await _request_once(client, budget, method, url, **kwargs)
+            return await _request_once(client, budget, api, method, url, **kwargs)
         except Unavailable:
             if attempt == 2:
                 raise
@@ -95,21 +131,14 @@ async def request_json(
 
 
 async def _request_once(
-    client: httpx.AsyncClient, budget: Budget, method: str, url: str, **kwargs: Any
+    client: httpx.AsyncClient, budget: Budget, api: Api, method: str, url: str, **kwargs: Any
 ) -> dict[str, Any]:
     timeout = budget.timeout()
+    host = httpx.URL(url).host
     try:
         response = await client.request(method, url, timeout=timeout, **kwargs)
     except httpx.TimeoutException as exc:
-        raise Unavailable(f"timed out after {timeout:.1f} s calling {httpx.URL(url).host}") from exc
+        raise Unavailable(f"timed out after {timeout:.1f} s calling {host}", reason="timeout") from exc
     except httpx.TransportError as exc:
-        raise Unavailable(f"{type(exc).__name__} calling {httpx.URL(url).host}") from exc
-    if response.status_code >= 400:
-        raise error_for(response)
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise Unavailable(f"non-JSON answer from {httpx.URL(url).host}") from exc
-    if not isinstance(body, dict):
-        raise Unavailable(f"unexpected JSON from {httpx.URL(url).host}")
-    return body
+        raise Unavailable(f"{type(exc).__name__} calling {host}", reason="connection") from exc
+    return sort_answer(api, response)

@@ -1,25 +1,60 @@
-"""Zyte API over httpx (API_BRIEF.md section 6: not the zyte-api client, whose retry policy can
-outlive a Lambda). POST /v1/extract {"url", "product": true}, Basic auth with the key as user."""
+"""Zyte API over httpx, not the zyte-api client (whose retry policy can outlive a Lambda):
+POST /v1/extract {"url", "product": true}, Basic auth with the key as the user name.
+
+Zyte speaks about the item only inside a 200: the target site's `statusCode`, and the
+probability that the page is a product. Its own 4xx errors (problem+json) are about the
+request or the account, never a permanent status for the item."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from models import ProductData
-from workers.upstream import Gone, NotAProduct, NotFound, Unavailable
-from workers.upstream.http import Budget, request_json
+from workers.upstream import (
+    BadCredentials,
+    Gone,
+    Misconfigured,
+    NotAProduct,
+    NotFound,
+    Unavailable,
+    Unparseable,
+)
+from workers.upstream.fields import Fields
+from workers.upstream.http import Api, ApiError, Budget, request_json
 
 # Below this metadata.probability Zyte is saying "this page is not a product".
 MIN_PROBABILITY = 0.5
 
 
+def _zyte_error(body: object) -> bool:
+    """Zyte's problem+json error body: an object with a text `type`."""
+    return isinstance(body, dict) and isinstance(body.get("type"), str)
+
+
+ZYTE = Api("Zyte API", "ZyteApiUrl (--zyte-url)", _zyte_error)
+
+
+@dataclass(frozen=True)
+class Product:
+    data: ProductData
+    unparsed: list[str] = field(default_factory=list)
+
+
 def extract_request(url: str) -> dict[str, Any]:
     """The documented body for automatic product extraction."""
     return {"url": url, "product": True}
+
+
+def _refusal(error: ApiError) -> Exception:
+    kind = str(error.body.get("type", ""))
+    detail = f"Zyte API answered {error.status} {kind}: {str(error.body.get('detail', ''))[:200]}"
+    if error.status in (401, 402, 403):
+        return BadCredentials(f"{detail} (is the API key right?)")
+    return Misconfigured(detail)
 
 
 class ZyteApi:
@@ -28,18 +63,24 @@ class ZyteApi:
         self._api_url = api_url
         self._api_key = api_key
 
-    async def product(self, budget: Budget, url: str) -> ProductData:
-        body = await request_json(
-            self._client,
-            budget,
-            "POST",
-            self._api_url,
-            json=extract_request(url),
-            auth=httpx.BasicAuth(self._api_key(), ""),
-        )
+    async def product(self, budget: Budget, url: str) -> Product:
+        try:
+            body = await request_json(
+                self._client,
+                budget,
+                ZYTE,
+                "POST",
+                self._api_url,
+                json=extract_request(url),
+                auth=httpx.BasicAuth(self._api_key(), ""),
+            )
+        except ApiError as error:
+            raise _refusal(error) from error
         # A 200 from Zyte says nothing about the target site: check its status and the
         # probability that the page is a product before calling it one.
-        site_status = int(body.get("statusCode") or 200)
+        site_status = body.get("statusCode", 200)
+        if not isinstance(site_status, int) or isinstance(site_status, bool):
+            raise Unparseable(f"Zyte API answer whose statusCode is {site_status!r}")
         if site_status in (404, 410):
             raise NotFound(f"the shop answered {site_status} for this product page")
         if site_status >= 500:
@@ -48,38 +89,30 @@ class ZyteApi:
             raise Gone(f"the shop answered {site_status}")
         product = body.get("product")
         if not isinstance(product, dict):
-            raise NotAProduct("Zyte returned no product for this page")
-        data = product_data(product)
-        if data.probability is not None and data.probability < MIN_PROBABILITY:
-            raise NotAProduct(f"Zyte's product probability is {data.probability:.2f}")
-        return data
+            raise Unparseable(f"Zyte API answered 200 (the shop {site_status}) without a product")
+        found = product_data(product)
+        probability = found.data.probability
+        if probability is not None and probability < MIN_PROBABILITY:
+            raise NotAProduct(f"Zyte's product probability is {probability:.2f}")
+        return found
 
 
-def _price(value: Any) -> str | None:
-    """Prices stay decimal strings; anything that is not one is left out rather than guessed."""
-    if value is None:
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return str(number) if number.is_finite() and number >= 0 else None
-
-
-def product_data(product: dict[str, Any]) -> ProductData:
-    rating = product.get("aggregateRating") or {}
-    metadata = product.get("metadata") or {}
-    review_count = rating.get("reviewCount")
-    return ProductData(
-        name=product.get("name"),
-        price=_price(product.get("price")),
-        regular_price=_price(product.get("regularPrice")),
-        currency=product.get("currency"),
-        availability=product.get("availability"),
-        sku=product.get("sku"),
-        brand=(product.get("brand") or {}).get("name"),
-        rating=float(rating["ratingValue"]) if rating.get("ratingValue") is not None else None,
-        review_count=int(review_count) if review_count is not None else None,
-        canonical_url=product.get("canonicalUrl") or product.get("url"),
-        probability=float(metadata["probability"]) if metadata.get("probability") is not None else None,
+def product_data(product: dict[str, Any]) -> Product:
+    f = Fields()
+    rating = f.mapping(product.get("aggregateRating"), "rating")
+    metadata = f.mapping(product.get("metadata"), "probability")
+    brand = f.mapping(product.get("brand"), "brand")
+    data = ProductData(
+        name=f.text(product.get("name"), "name"),
+        price=f.price(product.get("price"), "price"),
+        regular_price=f.price(product.get("regularPrice"), "regular_price"),
+        currency=f.text(product.get("currency"), "currency"),
+        availability=f.text(product.get("availability"), "availability"),
+        sku=f.text(product.get("sku"), "sku"),
+        brand=f.text(brand.get("name"), "brand"),
+        rating=f.number(rating.get("ratingValue"), "rating"),
+        review_count=f.integer(rating.get("reviewCount"), "review_count"),
+        canonical_url=f.text(product.get("canonicalUrl") or product.get("url"), "canonical_url"),
+        probability=f.number(metadata.get("probability"), "probability"),
     )
+    return Product(data, f.unparsed)
