@@ -103,9 +103,7 @@ class Fanout:
             if not entries:
                 return
         with self._lock:
-            self._unsent.extend(
-                Unsent(item, reasons[i]) for i, item in entries.items()
-            )
+            self._unsent.extend(Unsent(item, reasons[i]) for i, item in entries.items())
 
     def _count(self, n: int) -> None:
         with self._lock:
