@@ -1,7 +1,7 @@
 """Chaos run (`python -m bench.chaos [--items 2000]`, `make chaos`): the whole local pipeline
 under injected upstream faults, latency spikes and one worker crashing mid-batch, then a re-drive
 of the dead-letter queues with the faults turned off. It asserts the failure semantics users
-rely on (DESIGN.md): every row accounted for, exactly one record per valid item, none lost, no
+rely on (docs/contract.md): every row accounted for, exactly one record per valid item, none lost, no
 duplicate objects, empty DLQs. The e2e smoke test (tests/e2e/test_chaos_smoke.py) runs the
 same harness with a few dozen items."""
 

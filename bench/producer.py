@@ -67,13 +67,15 @@ def measure_producer(s3_url: str, sqs_url: str, key: str, threads: int) -> dict[
             tmp_dir=tmp,
         )
         deps = ProducerDeps(settings, JobStore(s3, BUCKET), _client("sqs", sqs_url), _Continuer())
-        request = JobRequest(ObjectRef(bucket=BUCKET, key=key, etag=etag), dt.datetime.now(dt.UTC))
+        request = JobRequest(ObjectRef(bucket=BUCKET, key=key, etag=etag), dt.datetime.now(dt.UTC), "bench")
         start = time.perf_counter()
         manifest = run_job(request, deps, _invocation_clock())
         while continuations:  # only if one invocation was not enough
             continuations.pop()
             manifest = run_job(
-                JobRequest(request.source, request.event_time, True), deps, _invocation_clock()
+                JobRequest(request.source, request.event_time, "bench-continued", True),
+                deps,
+                _invocation_clock(),
             )
         seconds = time.perf_counter() - start
     assert manifest is not None and manifest.status == "enqueued", manifest

@@ -1,4 +1,4 @@
-"""Wire shapes shared by the producer, the workers and the CLI (DESIGN.md, "Messages" and
+"""Wire shapes shared by the producer, the workers and the CLI (docs/contract.md, "Messages" and
 "Output record"). Imports nothing of trawl's own."""
 
 from models.records import (

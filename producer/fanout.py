@@ -1,6 +1,7 @@
 """Sends WorkItems to SQS in batches of 10 from a small thread pool. Entries SQS refuses are
-retried; those that still fail are handed back (take_unsent) with what SQS answered, so the
-job fails, retryably, instead of counting them sent: nothing is dropped."""
+retried; once a batch still fails, the fan-out stops (EnqueueFailed, with what SQS answered):
+the job fails retryably and resumes from its last checkpoint, so nothing is dropped, and no
+time is spent retrying the rest of the file against an SQS that refuses it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class Unsent:
     reason: str
 
 
+class EnqueueFailed(Exception):
+    """SQS refused messages after every retry: not the file's fault, so the job is retried."""
+
+
 class Fanout:
     """`add` buffers; every 10 items go out as one SendMessageBatch on a worker thread. At most
     `threads * 2` batches are in flight, so memory stays bounded however fast rows arrive."""
@@ -41,9 +46,17 @@ class Fanout:
         self._unsent: list[Unsent] = []
 
     def add(self, item: WorkItem) -> None:
+        """Queue one item; EnqueueFailed once SQS has refused a batch for good."""
+        self.raise_if_refused()
         self._buffer.append(item)
         if len(self._buffer) == BATCH:
             self._submit()
+
+    def raise_if_refused(self) -> None:
+        with self._lock:
+            unsent = self._unsent
+        if unsent:
+            raise EnqueueFailed(f"SQS refused {len(unsent)} messages after every retry: {unsent[0].reason}")
 
     def _submit(self) -> None:
         batch, self._buffer = self._buffer, []
@@ -74,16 +87,14 @@ class Fanout:
         self.flush()
         self._pool.shutdown()
 
-    def take_unsent(self) -> list[Unsent]:
-        """Items that could not be sent since the last call; the caller records them."""
-        with self._lock:
-            unsent, self._unsent = self._unsent, []
-        return unsent
-
     def _send(self, batch: list[WorkItem]) -> None:
         entries = {str(i): item for i, item in enumerate(batch)}
         reasons: dict[str, str] = {}
-        for attempt in range(ATTEMPTS):
+        with self._lock:
+            refused = bool(self._unsent)
+        if refused:  # stopping: what is still queued is sent again when the job resumes
+            reasons = dict.fromkeys(entries, "not sent: an earlier batch was refused")
+        for attempt in range(0 if refused else ATTEMPTS):
             if attempt:
                 time.sleep(0.1 * 2**attempt)
             try:

@@ -44,10 +44,6 @@ class Continuer(Protocol):
     def continue_job(self, payload: dict[str, Any]) -> None: ...
 
 
-class EnqueueFailed(Exception):
-    """SQS refused messages after every retry: not the file's fault, so the job is retried."""
-
-
 @dataclass(frozen=True)
 class JobRequest:
     source: ObjectRef
@@ -191,7 +187,12 @@ class _FanOutJob:
                 self._finish(rejects)
             else:
                 self._save_checkpoint(stopped_at, seen, rejects, hold=False)
-        except (BadFile, EnqueueFailed):
+        except BadFile:
+            # The file's fault, for good: the job ends with what it answered so far, and the
+            # rows rejected so far are there to see.
+            fanout.flush()
+            self.m.enqueued = self._sent_before + fanout.sent
+            self.claim.manifest = self.m
             self._show_rejects(rejects)
             raise
         finally:
@@ -207,16 +208,16 @@ class _FanOutJob:
 
     def _finish(self, rejects: RejectsFile) -> None:
         self.store.upload(self.m.job_id, "rejects.csv", rejects.flush(), "text/csv")
-        previous = self.m.checkpoint
         self.m.status, self.m.checkpoint = "enqueued", None
         self.leases.write(self.claim, self.m, hold=False)
-        if previous is not None:
-            self._drop_checkpoint_files(previous.get("n", 0))
+        # Every checkpoint's files, including any an invocation uploaded before it died.
+        try:
+            self.store.delete_all(self.m.job_id, "checkpoint/")
+        except Exception:  # a leftover file costs cents; failing the job for it would not
+            logger.warning("could not delete the job's checkpoint files", job_id=self.m.job_id)
         logger.info("job enqueued", job_id=self.m.job_id, enqueued=self.m.enqueued, rows=self.m.rows_read)
 
     def _show_rejects(self, rejects: RejectsFile) -> None:
-        """On a failure, the rows rejected so far, for the user to see. (A resume reads the
-        checkpoint's own copy, so this one cannot count a row twice.)"""
         try:
             self.store.upload(self.m.job_id, "rejects.csv", rejects.flush(), "text/csv")
         except Exception:
@@ -227,9 +228,7 @@ class _FanOutJob:
         SQS refused any after every retry: those rows are not the file's fault, so they are
         never rejects, and the job is retried from its last checkpoint."""
         fanout.flush()
-        unsent = fanout.take_unsent()
-        if unsent:
-            raise EnqueueFailed(f"SQS refused {len(unsent)} messages after every retry: {unsent[0].reason}")
+        fanout.raise_if_refused()
         self.m.enqueued = self._sent_before + fanout.sent
 
     def _save_checkpoint(self, at: dict[str, Any], seen: SeenSet, rejects: RejectsFile, hold: bool) -> None:

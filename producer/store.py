@@ -101,6 +101,15 @@ class JobStore:
     def delete(self, job_id: str, name: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=f"jobs/{job_id}/{name}")
 
+    def delete_all(self, job_id: str, prefix: str) -> None:
+        """Every object under jobs/<job_id>/<prefix>."""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"jobs/{job_id}/{prefix}"
+        )
+        for page in pages:
+            for found in page.get("Contents", []):
+                self._s3.delete_object(Bucket=self.bucket, Key=found["Key"])
+
 
 class RejectsFile:
     """rejects.csv on local disk (row, value, reason), appended row by row, uploaded whole."""

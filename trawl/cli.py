@@ -1,5 +1,5 @@
 """The `trawl` command: runs jobs on the local default (embedded AWS + sandbox upstream) and
-reports them. See DESIGN.md, "Commands"."""
+reports them. See docs/contract.md, "Commands"."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from trawl.local.pipeline import (
 )
 from trawl.local.stack import Stack, describe_stack
 from trawl.local.up import UpState, clear, running_stack, state_file
-from trawl.ops import job_status, recent_jobs, redrive
+from trawl.ops import job_status, recent_jobs, redrive, replay
 from trawl.sandbox import Faults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="trawl: CSV in S3 -> one record per item.")
@@ -570,6 +570,29 @@ def redrive_command(
         out.print(
             f"moved {result.moved} messages with {result.method}; {result.left} left in the {platform} DLQ"
         )
+
+
+@app.command("replay")
+def replay_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be replayed; replay nothing.")
+    ] = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Invoke the producer again with every event whose retries ran out (its failure queue).
+    Each job resumes from its last checkpoint; fix what made it fail first."""
+    target = _require_stack(stack, endpoint_url)
+    with console.status("reading the producer's failure queue"):
+        result = replay(target, dry_run=dry_run)
+    for event in result.found:
+        out.print(
+            f"  {event.input_key}  (request {event.request_id or '?'}): {event.error or 'no error recorded'}"
+        )
+    if dry_run:
+        out.print(f"would replay {len(result.found)} producer events")
+    else:
+        out.print(f"replayed {result.replayed} producer events; follow each job with `trawl status`")
 
 
 @app.command()

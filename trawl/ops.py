@@ -3,6 +3,7 @@ status, the recent jobs, and re-driving dead-lettered messages back to their wor
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -146,3 +147,64 @@ def _move_one_by_one(
             on_progress(moved, total)
     release(sqs, dlq, skipped)
     return RedriveResult("receive-send-delete", moved, moved, queue_depth(sqs, dlq), note)
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """One producer invocation whose retries ran out, as its failure queue holds it."""
+
+    input_key: str
+    request_id: str
+    error: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class ReplayResult:
+    found: list[FailedEvent]
+    replayed: int
+
+
+def replay(stack: Stack, dry_run: bool = False) -> ReplayResult:
+    """Invoke the producer again (asynchronously, as S3 did) with every event in its failure
+    queue; each is deleted once Lambda has accepted it. The job resumes from its checkpoint."""
+    sqs = stack.endpoint.client("sqs")
+    url = stack.outputs["ProducerFailureQueueUrl"]
+    function = stack.outputs["ProducerFunctionName"]
+    found: list[FailedEvent] = []
+    handles: list[str] = []
+    replayed = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=1
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            event = _failed_event(message["Body"])
+            found.append(event)
+            if dry_run:
+                handles.append(message["ReceiptHandle"])
+                continue
+            stack.endpoint.client("lambda").invoke(
+                FunctionName=function, InvocationType="Event", Payload=json.dumps(event.payload).encode()
+            )
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            replayed += 1
+    release(sqs, url, handles)
+    return ReplayResult(found, replayed)
+
+
+def _failed_event(body: str) -> FailedEvent:
+    """An on-failure destination's invocation record, or a plain event (a dead-letter queue's)."""
+    record = message_body(body)
+    payload = record.get("requestPayload", record)
+    context = record.get("requestContext", {})
+    error = record.get("responsePayload", {}).get("errorMessage", "") if isinstance(record, dict) else ""
+    if "trawl_continuation" in payload:
+        key = payload["trawl_continuation"].get("key", "?")
+    else:
+        key = next(
+            (r.get("s3", {}).get("object", {}).get("key", "?") for r in payload.get("Records", [])), "?"
+        )
+    return FailedEvent(key, str(context.get("requestId", "")), str(error), payload)

@@ -1,6 +1,6 @@
 """Local stand-in for TikAPI and Zyte API: the workers' upstreams when trawl runs on one machine.
 
-It speaks both wire protocols (paths, auth headers, JSON shapes, error codes; see API_BRIEF.md),
+It speaks both wire protocols (paths, auth headers, JSON shapes, error codes, as the public SDKs use them),
 answers deterministically, and injects faults and latency so failure handling can be watched.
 
 Deterministic rules (every value comes from sha256 of the input, never from Python's ``hash()``):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import moto
@@ -111,3 +112,41 @@ def test_backend_routing_is_memoised_and_answers_as_before() -> None:
         assert calls == ["sqs.eu-west-1.amazonaws.com"]
     finally:
         DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
+
+
+def test_queue_attributes_are_built_once_per_call_and_stay_right() -> None:
+    from trawl.local.motoserver import build_queue_attributes_once
+
+    queue_cls, backend_cls = sqs_models.Queue, sqs_models.SQSBackend
+    saved = {name: queue_cls.__dict__[name] for name in ("attributes", "approximate_number_of_messages")}
+    sends = (backend_cls.send_message, backend_cls.send_message_batch, backend_cls.get_queue_attributes)
+    counted = saved["approximate_number_of_messages"].fget
+    scans: list[int] = []
+
+    def counting(self: sqs_models.Queue) -> int:
+        scans.append(1)
+        return counted(self)
+
+    queue_cls.approximate_number_of_messages = property(counting)  # type: ignore[assignment,method-assign]
+    build_queue_attributes_once()
+    try:
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+            entries: Any = [{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)]
+            scans.clear()
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            sqs.send_message(QueueUrl=url, MessageBody="one more")
+            assert scans == [], "a send counted the queue's messages"
+            sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3)
+            names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "QueueArn"]
+            scans.clear()
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            assert len(scans) == 1, "GetQueueAttributes built the attributes more than once"
+            assert attributes["ApproximateNumberOfMessages"] == "8"
+            assert attributes["ApproximateNumberOfMessagesNotVisible"] == "3"
+            assert attributes["QueueArn"].endswith(":counted")
+    finally:
+        for name, value in saved.items():
+            setattr(queue_cls, name, value)
+        backend_cls.send_message, backend_cls.send_message_batch, backend_cls.get_queue_attributes = sends  # type: ignore[method-assign]

@@ -1,5 +1,5 @@
-"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's four small,
-version-pinned adjustments applied first (moto_clock.py and the three below).
+"""The embedded AWS server process: moto's server on 127.0.0.1, with trawl's small,
+version-pinned adjustments applied first (moto_clock.py and the ones below).
 Run as `python -m trawl.local.motoserver PORT`.
 
 It runs in its own process so moto's request handling does not share a GIL with the
@@ -80,6 +80,80 @@ def memoise_backend_routing() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+def build_queue_attributes_once() -> None:
+    """moto 5.2.x rebuilds all of a queue's attributes, three scans of every message for the
+    approximate counts, each time code reads one of them: send_message reads
+    ContentBasedDeduplication once per message sent, and GetQueueAttributes for n names builds
+    them 2n + 1 times. A queue of a few thousand messages made every send cost milliseconds.
+    Within one send or one GetQueueAttributes call they are now built once; a send, which never
+    reads the counts, builds them without."""
+    queue_cls, backend_cls = sqs_models.Queue, sqs_models.SQSBackend
+    if getattr(queue_cls.__dict__["attributes"].fget, "trawl_once", False):
+        return
+    build: Any = queue_cls.__dict__["attributes"].fget
+    send, send_batch, read = (
+        backend_cls.send_message,
+        backend_cls.send_message_batch,
+        backend_cls.get_queue_attributes,
+    )
+    scope = threading.local()
+
+    def without_counts(queue: Any) -> dict[str, Any]:
+        # moto's own property, with the three count names left out of its list for this build
+        kept = [name for name in queue_cls.BASE_ATTRIBUTES if name not in _COUNTS]
+        view = _Shadow(queue, BASE_ATTRIBUTES=kept)
+        built: dict[str, Any] = build(view)
+        return built
+
+    def attributes(self: Any) -> dict[str, Any]:
+        memo = getattr(scope, "memo", None)
+        if memo is None:
+            return build(self)
+        if id(self) not in memo:
+            memo[id(self)] = without_counts(self) if scope.sending else build(self)
+        found: dict[str, Any] = memo[id(self)]
+        return found
+
+    def within(method: Any, sending: bool) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(scope, "memo", None) is not None:
+                return method(self, *args, **kwargs)  # nested (send_message_batch -> send_message)
+            scope.memo, scope.sending = {}, sending
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                scope.memo = None
+
+        return call
+
+    prop = property(attributes)
+    prop.fget.trawl_once = True  # type: ignore[union-attr]
+    queue_cls.attributes = prop  # type: ignore[assignment,method-assign]
+    backend_cls.send_message = within(send, sending=True)  # type: ignore[method-assign]
+    backend_cls.send_message_batch = within(send_batch, sending=True)  # type: ignore[method-assign]
+    backend_cls.get_queue_attributes = within(read, sending=False)  # type: ignore[method-assign]
+
+
+class _Shadow:
+    """A queue seen through a few overridden class constants (for one attributes build)."""
+
+    def __init__(self, queue: Any, **overrides: Any) -> None:
+        self._queue = queue
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._queue, name)
+
+
 def _exit_with_parent() -> None:
     """The parent holds this process's stdin open; when it ends, even killed, stdin reaches EOF
     and the server goes too, instead of lingering on its port."""
@@ -99,6 +173,7 @@ def main() -> None:
     detach_moto_lambda_dispatch()
     serialise_queue_changes()
     memoise_backend_routing()
+    build_queue_attributes_once()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

@@ -1,5 +1,5 @@
 """Runs jobs on a stack and reports them: upload -> producer -> workers -> records, then the
-summary users see (DESIGN.md, "Commands") and the copy of output/ and jobs/ to the data dir."""
+summary users see (docs/contract.md, "Commands") and the copy of output/ and jobs/ to the data dir."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "
 
 @dataclass
 class JobSummary:
-    """What users see of a job (DESIGN.md, "Commands"): `run`, `demo` and `status` print it."""
+    """What users see of a job (docs/contract.md, "Commands"): `run`, `demo` and `status` print it."""
 
     job_id: str
     input_key: str
@@ -160,6 +160,7 @@ def local_session(
     worker_env: dict[str, str] | None = None,
     upstreams: Upstreams | None = None,
     retry_delays_s: tuple[float, ...] | None = None,
+    pollers: bool = True,
 ) -> Iterator[LocalSession]:
     """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
     `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
@@ -179,7 +180,7 @@ def local_session(
             stack,
             env_overrides=LOCAL_WORKER_ENV | (worker_env or {}),
             retry_delays_s=LOCAL_RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
-        ).start()
+        ).start(pollers=pollers)
         try:
             yield LocalSession(aws, sandbox, stack, runtime, upstreams)
         finally:

@@ -124,6 +124,7 @@ class LocalRuntime:
         # to this runtime, so two local runs of the same file (same job id) can't share work files.
         self._producer_tmp = tempfile.TemporaryDirectory(prefix="trawl-producer-tmp-")
         self._producer: Container | None = None  # built on the first invocation, as on Lambda
+        self._pacing = True
         self._retry_delays = retry_delays_s
         producer = stack.producer()
         self.producer_calls = AsyncInvocations(
@@ -132,10 +133,13 @@ class LocalRuntime:
         self.invoke_server = InvokeServer({producer.name: self.producer_calls})
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> LocalRuntime:
+    def start(self, pollers: bool = True) -> LocalRuntime:
+        """Serve the producer's asynchronous invocations, and (pollers) the workers' event
+        source mappings."""
         self.invoke_server.start()
+        self._pacing = pollers  # with no workers to drain the queues, waiting for them would hang
         self._spawn("producer", self.producer_calls.run, self._stop)
-        for function in self.stack.workers():
+        for function in self.stack.workers() if pollers else []:
             for source in function.event_sources:
                 for n in range(source.max_concurrency):
                     self._spawn(f"{function.name}-{n}", self._poller, function, source)
@@ -213,21 +217,25 @@ class LocalRuntime:
         function = self.stack.producer()
         # Leases and Lambda's retry horizon scaled down with the retry delays.
         horizon = LOCAL_PRODUCER_LEASE_S + sum(self._retry_delays) + 10
-        return self._env(function) | {
+        local = {
             "MAX_ROWS_PER_INVOCATION": str(LOCAL_ROWS_PER_INVOCATION),
-            "TMP_DIR": self._producer_tmp.name,
-            "AWS_ENDPOINT_URL_LAMBDA": self.invoke_server.url,
             "LEASE_S": str(LOCAL_PRODUCER_LEASE_S),
             "RETRY_HORIZON_S": str(int(horizon)),
         }
+        own = {"TMP_DIR": self._producer_tmp.name, "AWS_ENDPOINT_URL_LAMBDA": self.invoke_server.url}
+        return self.stack.function_env(function) | local | self._overrides | own
 
-    def _invoke_producer(self, invocation: Invocation) -> Any:
+    def producer_container(self) -> Container:
+        """The producer's execution environment, started on first use as on Lambda."""
         if self._producer is None:
             self._producer = Container(self.stack.producer(), self.producer_env())
-        return self._producer.invoke(invocation.event, invocation.request_id)
+        return self._producer
+
+    def _invoke_producer(self, invocation: Invocation) -> Any:
+        return self.producer_container().invoke(invocation.event, invocation.request_id)
 
     def _pace(self, invocation: Invocation) -> None:
-        if "trawl_continuation" in invocation.event:
+        if self._pacing and "trawl_continuation" in invocation.event:
             self._wait_for_low_water()
 
     def _wait_for_low_water(self) -> None:

@@ -1,0 +1,102 @@
+"""When SQS refuses the producer's sends for longer than every retry: `trawl run` says the job
+failed with what AWS answered and exits non-zero, no row is filed as a reject for it, the event
+waits in the producer's failure queue, and `trawl replay`, once SQS answers again, finishes the
+job from its checkpoint. The stack plays `trawl up`; its functions reach SQS through an
+endpoint that refuses SendMessageBatch as SQS does for a KMS key the caller may not use."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes import RefusingSqs
+from trawl.cli import app
+from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.up import UpState
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("trawl-home")
+
+
+@pytest.fixture(autouse=True)
+def _trawl_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAWL_HOME", str(home))
+
+
+@pytest.fixture(scope="module")
+def sqs() -> Iterator[RefusingSqs]:
+    with RefusingSqs("http://127.0.0.1:1", refuse={"SendMessageBatch"}) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def up(home: Path, sqs: RefusingSqs) -> Iterator[LocalSession]:
+    with local_session(worker_env={"AWS_ENDPOINT_URL_SQS": sqs.url}) as session:
+        sqs.target(session.aws.endpoint.url or "")
+        session.runtime.watch_uploads(interval_s=0.2)
+        state = UpState(
+            session.aws.endpoint.url or "",
+            session.sandbox.url,
+            session.stack.name,
+            os.getpid(),
+            session.runtime.invoke_server.url,
+        )
+        (home / "up.json").write_text(json.dumps(state.__dict__), encoding="utf-8")
+        yield session
+
+
+def test_refused_sends_fail_the_job_and_a_replay_finishes_it(
+    up: LocalSession, sqs: RefusingSqs, tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "tiktok_refused.csv"
+    csv_path.write_text("username\nrefused_a\n!!\nrefused_b\nrefused_c\n", encoding="utf-8")
+    data = tmp_path / "data"
+
+    ran = runner.invoke(app, ["run", str(csv_path), "--json", "--data-dir", str(data)])
+
+    assert ran.exit_code == 1, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["state"] == "failed"
+    assert (
+        "KmsAccessDenied" in summary["message"]
+        and "does not have access to the KMS key" in summary["message"]
+    )
+    # The job stands where its next attempt resumes: the start, as no checkpoint was reached.
+    assert (summary["rows"], summary["rejected"], summary["enqueued"]) == (0, 0, 0)
+    assert "resumes from the first row" in summary["message"]
+    # No row was filed as a reject for SQS's refusal (there is no rejects.csv before a checkpoint).
+    assert not (data / "jobs" / summary["job_id"] / "rejects.csv").exists()
+    assert sqs.refused >= 3 * 4  # three attempts by Lambda, each trying its sends four times
+
+    dry = runner.invoke(app, ["replay", "--dry-run"])
+    assert dry.exit_code == 0 and "would replay 1 producer events" in dry.stdout
+    assert "input/tiktok/account/tiktok_refused.csv" in dry.stdout and "KmsAccessDenied" in dry.stdout
+
+    sqs.refuse = set()  # the key policy is fixed
+    replayed = runner.invoke(app, ["replay"])
+    assert replayed.exit_code == 0 and "replayed 1 producer events" in replayed.stdout
+
+    job_id = summary["job_id"]
+    deadline = time.monotonic() + 60
+    while (status := runner.invoke(app, ["status", job_id, "--json"])).exit_code != 0:
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(0.5)
+    done = json.loads(status.stdout)
+    assert (done["state"], done["enqueued"], done["rejected"], done["written_ok"]) == ("done", 3, 1, 3)
+    s3 = up.stack.endpoint.client("s3")
+    rejects = s3.get_object(Bucket=up.stack.bucket, Key=f"jobs/{job_id}/rejects.csv")["Body"].read().decode()
+    assert [(r["row"], r["value"]) for r in csv.DictReader(rejects.splitlines())] == [("3", "!!")]
+    assert (
+        runner.invoke(app, ["replay", "--dry-run"]).stdout.strip().endswith("would replay 0 producer events")
+    )
