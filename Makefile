@@ -73,13 +73,16 @@ define lambda-bytecode
 endef
 
 .PHONY: sam-build build-ProducerFunction build-TikTokWorkerFunction build-TokopediaWorkerFunction \
-	build-ShopeeWorkerFunction build-LazadaWorkerFunction
+	build-ShopeeWorkerFunction build-LazadaWorkerFunction build-LedgerFunction
 
 build-ProducerFunction:
 	$(call lambda-artifact,producer models,deploy/requirements-producer.txt)
 
 build-TikTokWorkerFunction build-TokopediaWorkerFunction build-ShopeeWorkerFunction build-LazadaWorkerFunction:
 	$(call lambda-artifact,workers models,deploy/requirements-worker.txt)
+
+build-LedgerFunction:
+	$(call lambda-artifact,ledger models,deploy/requirements-ledger.txt)
 
 # --build-in-source: make runs in this checkout (the targets only read it) instead of SAM copying
 # the whole tree, .venv included, to a scratch directory per function (measured: 32 s vs 6.5 min).

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from models.normalise import InvalidTarget, normalise
-from trawl.local.pipeline import LocalSession, load_manifest, local_session, submit, wait_for_jobs
+from trawl.jobs import load_manifest
+from trawl.local.pipeline import LocalSession, local_session, message_body, release, submit, wait_for_jobs
 from trawl.local.runtime import CrashedBatch
 from trawl.local.stack import queue_depth
-from trawl.ops import dead_letters, redrive
+from trawl.ops import redrive
 from trawl.sandbox import Faults, video_count
 
 # ~20% of upstream calls fail retryably (429/503 throttle; 500/520/timeout/reset are "unavailable",
@@ -310,6 +311,25 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> ChaosReport:
 
 
 # --------------------------------------------------------------------------- the checks
+
+
+def dead_letters(stack: Any, platform: str) -> list[dict[str, Any]]:
+    """The body of every message in the platform's DLQ, read by receiving them all (what the
+    ledger says is checked against it); all are visible again on return."""
+    sqs = stack.endpoint.client("sqs")
+    url = stack.dlq_url(platform)
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+            "Messages", []
+        )
+        fresh = [m for m in messages if m["MessageId"] not in found]
+        if not fresh:
+            break
+        for m in fresh:
+            found[m["MessageId"]] = (m["ReceiptHandle"], message_body(m["Body"]))
+    release(sqs, url, [handle for handle, _ in found.values()])
+    return [body for _, body in found.values()]
 
 
 def _output_objects(session: LocalSession) -> list[str]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from models import ObjectRef
 from models.runtime import client_factory
 from producer.job import JobRequest, ProducerDeps, job_id_for, run_job
+from producer.ledger import JobRows
 from producer.settings import ProducerSettings
 from producer.store import JobStore
 
@@ -68,6 +69,7 @@ def build_deps(env: Mapping[str, str], continuer: Any = None) -> ProducerDeps:
         store=JobStore(client("s3"), settings.data_bucket),
         sqs=client("sqs"),
         continuer=continuer,
+        jobs=JobRows(client("dynamodb"), settings.ledger_table) if settings.ledger_table else None,
     )
 
 

@@ -26,6 +26,7 @@ from models import PAIRS, JobManifest, ObjectRef, WorkItem
 from producer.csvstream import BadFile, Header, RawRow, RowReader, iter_lines, read_header
 from producer.fanout import Fanout
 from producer.lease import Claim, LeaseLost, Leases, utcnow
+from producer.ledger import JobRows
 from producer.rows import RowClassifier
 from producer.seen import SeenSet
 from producer.settings import ProducerSettings
@@ -58,6 +59,7 @@ class ProducerDeps:
     store: JobStore
     sqs: Any
     continuer: Continuer
+    jobs: JobRows | None = None  # the job's row in the ledger; None only in benchmarks
 
 
 def job_id_for(ref: ObjectRef) -> str:
@@ -94,7 +96,7 @@ def _new_manifest(req: JobRequest, settings: ProducerSettings) -> JobManifest:
 
 def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]) -> JobManifest | None:
     settings = deps.settings
-    leases = Leases(deps.store, settings.lease_s)
+    leases = Leases(deps.store, settings.lease_s, mirror=deps.jobs.write if deps.jobs else None)
     job_id = job_id_for(req.source)
     claim = leases.claim(job_id, req.request_id, req.continuation, lambda: _new_manifest(req, settings))
     if claim is None:
@@ -184,7 +186,7 @@ class _FanOutJob:
             stopped_at = self._read_rows(seen, rejects, fanout)
             self._sent(fanout)
             if stopped_at is None:
-                self._finish(rejects)
+                self._finish(rejects, seen)
             else:
                 self._save_checkpoint(stopped_at, seen, rejects, hold=False)
         except BadFile:
@@ -206,8 +208,11 @@ class _FanOutJob:
                 "job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"]
             )
 
-    def _finish(self, rejects: RejectsFile) -> None:
+    def _finish(self, rejects: RejectsFile, seen: SeenSet) -> None:
         self.store.upload(self.m.job_id, "rejects.csv", rejects.flush(), "text/csv")
+        # The job's distinct item keys, kept: the ledger's reconcile pass names from them any
+        # item that left the queue with no worker seeing it.
+        self.store.upload(self.m.job_id, "items.sqlite", seen.save(), "application/vnd.sqlite3")
         self.m.status, self.m.checkpoint = "enqueued", None
         self.leases.write(self.claim, self.m, hold=False)
         # Every checkpoint's files, including any an invocation uploaded before it died.

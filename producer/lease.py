@@ -61,11 +61,14 @@ class Leases:
         lease_s: float,
         clock: Callable[[], dt.datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        mirror: Callable[[JobManifest], None] | None = None,
     ) -> None:
         self._store = store
         self._lease_s = lease_s
         self._clock = clock
         self._sleep = sleep
+        # Told of every manifest this invocation writes (the job's row in the ledger).
+        self._mirror = mirror or (lambda manifest: None)
 
     def _lease(self, request_id: str) -> Lease:
         return Lease(owner=request_id, expires_at=self._clock() + dt.timedelta(seconds=self._lease_s))
@@ -99,6 +102,7 @@ class Leases:
                 etag = self._store.write_manifest(manifest, etag)
             except ManifestChanged:
                 continue  # another delivery got there first: look again
+            self._mirror(manifest)
             return Claim(manifest, etag, request_id)
         raise RuntimeError(f"job {job_id}: the manifest kept changing under {CLAIM_TRIES} claims")
 
@@ -146,3 +150,4 @@ class Leases:
         except ManifestChanged as exc:
             raise LeaseLost(manifest.job_id) from exc
         claim.manifest, claim.renewed_at = manifest, time.monotonic()
+        self._mirror(manifest)

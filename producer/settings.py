@@ -16,6 +16,7 @@ class ProducerSettings(BaseModel):
     # 0 = no cap. The local runtime sets a cap to pace continuations (keeps its queue shallow).
     max_rows_per_invocation: int = Field(default=0, ge=0)
     tmp_dir: str = "/tmp"
+    ledger_table: str | None = None  # the job ledger, where the job's row mirrors its manifest
     # The job's lease: renewed every lease_s / 3 while an invocation works, so one that finds
     # it older than lease_s knows its holder is gone and resumes from the last checkpoint.
     lease_s: float = Field(default=60.0, gt=0)
@@ -37,6 +38,7 @@ class ProducerSettings(BaseModel):
             safety_margin_ms=int(env.get("SAFETY_MARGIN_MS", "60000")),
             max_rows_per_invocation=int(env.get("MAX_ROWS_PER_INVOCATION", "0")),
             tmp_dir=env.get("TMP_DIR", "/tmp"),
+            ledger_table=env.get("LEDGER_TABLE") or None,
             lease_s=float(env.get("LEASE_S", "60")),
             checkpoint_every_s=float(env.get("CHECKPOINT_EVERY_S", "120")),
             max_retry_attempts=int(env.get("MAX_RETRY_ATTEMPTS", "2")),

@@ -11,7 +11,8 @@ from urllib.parse import quote_plus
 
 from models import JobManifest, Source, WorkItem
 from tests.conftest import load_event
-from trawl.local.pipeline import LocalSession, load_manifest, submit, wait_for_jobs
+from trawl.jobs import load_manifest
+from trawl.local.pipeline import LocalSession, submit, wait_for_jobs
 
 
 def run_csv(

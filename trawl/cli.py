@@ -10,7 +10,6 @@ import re
 import signal
 import sys
 import time
-from collections import Counter
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
@@ -21,8 +20,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from models import PAIRS, JobManifest
+from models import PAIRS
 from models.endpoints import check_upstream_url
+from trawl.jobs import load_manifest
 from trawl.local.aws import REGION, Endpoint
 from trawl.local.pipeline import (
     STACK_NAME,
@@ -33,16 +33,13 @@ from trawl.local.pipeline import (
     Upstream,
     Upstreams,
     copy_to_data_dir,
-    dead_letters_by_job,
-    load_manifest,
     local_session,
     submit,
-    summarise,
     wait_for_jobs,
 )
 from trawl.local.stack import Stack, describe_stack
 from trawl.local.up import UpState, clear, running_stack, state_file
-from trawl.ops import job_status, recent_jobs, redrive, replay
+from trawl.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
 from trawl.sandbox import Faults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="trawl: CSV in S3 -> one record per item.")
@@ -267,13 +264,11 @@ def _run_files(
                 bar.update(tasks[job_id], completed=done, total=None if producing else total or None)
 
             try:
-                wait_for_jobs(session, jobs, on_progress)
+                summaries = wait_for_jobs(session, jobs, on_progress)
             except KeyboardInterrupt:
                 bar.stop()
                 _interrupted(session, jobs)
                 raise typer.Exit(130) from None
-            for job_id in jobs:
-                bar.update(tasks[job_id], completed=bar.tasks[tasks[job_id]].total or 0)
         stack = session.stack
         deployed = not stack.endpoint.local
         # A deployed bucket holds every job ever run: copy just this run's jobs from it.
@@ -281,10 +276,9 @@ def _run_files(
             tuple(f"jobs/{j}/" for j in jobs) + tuple(_output_prefixes(stack, jobs)) if deployed else None
         )
         copy_to_data_dir(stack, data_dir, prefixes or ("output/", "jobs/"))
-        dead: Counter[str] = Counter()
-        for platform in stack.platforms:
-            dead += dead_letters_by_job(stack, platform)
-        return [summarise(stack, job_id, data_dir, dead) for job_id in jobs]
+        for summary in summaries:
+            summary.data_dir = str(data_dir)
+        return summaries
 
 
 def _interrupted(session: Session, jobs: list[str]) -> None:
@@ -319,25 +313,47 @@ def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
         typer.echo(json.dumps(payload if many else payload[0], indent=2))
         return
     for s in summaries:
-        colour = "green" if s.succeeded else "red"
-        # The job's state (done / running / failed), not the producer's manifest status: a job is
-        # "enqueued" as soon as its rows are on the queue, long before its records are written.
-        out.print(f"\n[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.state}[/]")
-        if s.message:
-            out.print(f"  [red]{s.message}[/]")
-        out.print(
-            f"  rows {s.rows} = enqueued {s.enqueued} + duplicates {s.duplicates} + rejected {s.rejected}"
+        out.print()
+        _render(s)
+
+
+_STATE_COLOURS = {"done": "green", "failed": "red"}
+
+
+def _render(s: JobSummary) -> None:
+    """One job, as `run`, `demo` and `status` print it. Items and records are kept apart: for
+    tiktok/videos an item is an account, and its records are its videos."""
+    colour = _STATE_COLOURS.get(s.state, "yellow")
+    # The job's state (done / running / retrying / failed), not the producer's manifest status: a
+    # job is "enqueued" as soon as its rows are on the queue, long before its records are written.
+    out.print(f"[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.state}[/]")
+    if s.message:
+        out.print(f"  [red]{s.message}[/]")
+    out.print(f"  rows {s.rows} = enqueued {s.enqueued} + duplicates {s.duplicates} + rejected {s.rejected}")
+    permanent = ", ".join(f"{status} {n}" for status, n in s.permanent_by_status.items())
+    items = [
+        f"ok {s.written_ok}",
+        f"permanent {s.written_permanent}" + (f" ({permanent})" if permanent else ""),
+        f"dead-lettered {s.dead_lettered}",
+        *([f"stale {s.stale}"] if s.stale else []),
+        f"in flight {s.in_flight}",
+    ]
+    noun = "accounts" if s.kind == "videos" else "items"
+    out.print(f"  {noun}: " + " · ".join(items))
+    what = "video records" if s.kind == "videos" else "records"
+    out.print(f"  {what} written: {s.records}")
+    if s.failure_reasons:
+        out.print("  failure reasons: " + " · ".join(f"{r} {n}" for r, n in s.failure_reasons.items()))
+    data_dir = Path(s.data_dir) if s.data_dir else None
+    if s.output_prefix:
+        out.print(f"  records: {s.output_prefix}")
+        if data_dir is not None:
+            out.print(f"           copied to {data_dir / s.output_prefix.split('/', 3)[3]}")
+    if s.rejected:
+        where = (
+            data_dir / "jobs" / s.job_id / "rejects.csv" if data_dir else f"s3 jobs/{s.job_id}/rejects.csv"
         )
-        out.print(
-            f"  written ok {s.written_ok} · written with a permanent status {s.written_permanent}"
-            f" · dead-lettered {s.dead_lettered} · in flight {s.in_flight}"
-        )
-        data_dir = Path(s.data_dir or ".")
-        if s.output_prefix:
-            local = data_dir / s.output_prefix.split("/", 3)[3]
-            out.print(f"  records: {s.output_prefix}\n           copied to {local}")
-        if s.rejected:
-            out.print(f"  rejects: {data_dir / 'jobs' / s.job_id / 'rejects.csv'}")
+        out.print(f"  rejects: {where}")
 
 
 @app.command()
@@ -478,63 +494,67 @@ def set_faults(
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; without it, the recent jobs.")] = None,
     as_json: JsonOpt = False,
+    items: Annotated[
+        bool, typer.Option("--items", help="Also list the job's dead-lettered and stale items, with why.")
+    ] = False,
     stack: StackOpt = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
-    """A job's progress: enqueued, written, permanent failures, in the DLQ, in flight.
-    Exit code 0 when done, 1 when the job failed or items are in the DLQ, 3 while running."""
+    """A job's state and counts, from its manifest and the job ledger (two requests, whatever the
+    job's size). Exit code 0 when done, 1 when it failed or items are dead-lettered, 3 while
+    running or retrying."""
     target = _require_stack(stack, endpoint_url)
     if job is None:
         _print_recent(recent_jobs(target), as_json)
         return
     try:
-        # One read per record: a big job takes a while, so say what is happening (on stderr).
-        with console.status(f"reading job {job}: its manifest, its records and the dead-letter queue"):
-            found = job_status(target, job)
+        found = job_status(target, job)
     except LookupError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+    needing = dead_lettered_items(target, job) if items else []
     if as_json:
-        typer.echo(json.dumps(found.to_dict(), indent=2))
+        payload = found.to_dict() | ({"items": [_item_line(i) for i in needing]} if items else {})
+        typer.echo(json.dumps(payload, indent=2, default=str))
     else:
-        colour = {"done": "green", "failed": "red"}.get(found.state, "yellow")
-        out.print(
-            f"job {found.job_id}  {found.platform}/{found.kind}  {found.input_key}"
-            f"  [{colour}]{found.state}[/]"
-        )
-        if found.message:
-            out.print(f"  [red]{found.message}[/]")
-        out.print(
-            f"  rows {found.rows} = enqueued {found.enqueued} + duplicates {found.duplicates}"
-            f" + rejected {found.rejected}"
-        )
-        out.print(
-            f"  written ok {found.written_ok} · permanent {found.written_permanent}"
-            f" · in the DLQ {found.dead_lettered} · in flight {found.in_flight}"
-        )
+        _render(found)
+        for item in needing:
+            line = _item_line(item)
+            out.print(f"    {line['item_key']}  {line['outcome']}  {line['reason']}: {line['error']}")
     raise typer.Exit({"done": 0, "failed": 1}.get(found.state, 3))
 
 
-def _print_recent(manifests: list[JobManifest], as_json: bool) -> None:
+def _item_line(row: dict[str, object]) -> dict[str, object]:
+    return {
+        "item_key": row.get("item_key"),
+        "outcome": row.get("outcome"),
+        "reason": row.get("last_reason"),
+        "error": row.get("last_error"),
+        "receives": row.get("receives"),
+    }
+
+
+def _print_recent(jobs: list[dict[str, object]], as_json: bool) -> None:
     if as_json:
-        typer.echo(
-            json.dumps([m.model_dump(mode="json", exclude={"checkpoint"}) for m in manifests], indent=2)
-        )
+        typer.echo(json.dumps(jobs, indent=2, default=str))
         return
-    if not manifests:
+    if not jobs:
         out.print("no jobs yet")
         return
-    # What the producer did with each file (reading it: running; done reading: enqueued; failed).
-    # Whether the items are done too needs their records: `trawl status JOB`.
-    heading = ("job", "created (UTC)", "platform/kind", "producer", "rows", "enqueued", "input")
+    # From the ledger's job rows: a job reads done or failed once all its items have settled.
+    heading = ("job", "created (UTC)", "platform/kind", "state", "rows", "enqueued", "input")
     out.print("{:<16}  {:<16}  {:<17}  {:<8}  {:>7}  {:>8}  {}".format(*heading))
-    for m in manifests:
-        pair = f"{m.platform}/{m.kind}"
+    for job in jobs:
+        pair = f"{job.get('platform')}/{job.get('kind')}"
+        state = str(job.get("finished_state") or job.get("producer"))
+        if state == "enqueued":
+            state = "running"  # every row is on the queue; its items are not all done
+        created = str(job.get("created_at", ""))[:16].replace("T", " ")
         out.print(
-            f"{m.job_id:<16}  {m.created_at:%Y-%m-%d %H:%M}  {pair:<17}  {m.status:<8}"
-            f"  {m.rows_read:>7}  {m.enqueued:>8}  {m.input.key}"
+            f"{job.get('job_id')!s:<16}  {created:<16}  {pair:<17}  {state:<8}"
+            f"  {job.get('rows', 0)!s:>7}  {job.get('enqueued', 0)!s:>8}  {job.get('input_key')}"
         )
-    out.print("items of one job (written, in the DLQ, in flight): trawl status JOB")
+    out.print("one job's counts, its failure reasons and its dead-lettered items: trawl status JOB --items")
 
 
 @app.command("redrive")
@@ -543,15 +563,22 @@ def redrive_command(
     job: Annotated[str | None, typer.Option("--job", help="Only this job's messages.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many messages.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would move; move nothing.")] = False,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="How the platform's StartMessageMoveTask tasks are doing.")
+    ] = False,
     stack: StackOpt = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Move dead-lettered messages back to the platform's work queue."""
+    """Move dead-lettered messages back to the platform's work queue. What there is to move is
+    read from the job ledger, never by receiving the DLQ."""
     target = _require_stack(stack, endpoint_url)
     if platform not in target.platforms:
         raise typer.BadParameter(
             f"'{platform}' is not one of {', '.join(target.platforms)}", param_hint="PLATFORM"
         )
+    if show_status:
+        _print_move_tasks(target, platform)
+        return
     with Progress(TextColumn("re-driving"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task("redrive", total=None)
         result = redrive(
@@ -565,10 +592,39 @@ def redrive_command(
     if result.note:
         console.print(f"[yellow]{result.note}[/]")
     if dry_run:
+        for job_id, count in sorted((result.by_job or {}).items()):
+            out.print(f"  job {job_id}: {count} dead-lettered")
         out.print(f"would move {result.matched} of {result.left} messages in the {platform} DLQ")
+    elif result.task_handle is not None:
+        out.print(
+            f"started StartMessageMoveTask {result.task_handle}: SQS moves the {result.left} messages itself;"
+            f" follow it with `trawl redrive {platform} --status`"
+        )
     else:
         out.print(
             f"moved {result.moved} messages with {result.method}; {result.left} left in the {platform} DLQ"
+        )
+        if job is not None and result.moved < result.matched:
+            console.print(
+                f"[yellow]the ledger holds {result.matched} of job {job}'s items as dead-lettered; "
+                f"{result.matched - result.moved} were not (yet) in the DLQ[/]"
+            )
+
+
+def _print_move_tasks(target: Stack, platform: str) -> None:
+    try:
+        tasks = move_tasks(target, platform)
+    except Exception as exc:
+        console.print(f"[yellow]this endpoint does not list message move tasks ({type(exc).__name__})[/]")
+        raise typer.Exit(2) from exc
+    if not tasks:
+        out.print(f"no message move tasks for the {platform} DLQ")
+    for found in tasks:
+        out.print(
+            f"{found.get('TaskHandle', '-')}  {found.get('Status')}  moved "
+            f"{found.get('ApproximateNumberOfMessagesMoved', 0)} of "
+            f"{found.get('ApproximateNumberOfMessagesToMove', '?')}"
+            + (f"  ({found['FailureReason']})" if found.get("FailureReason") else "")
         )
 
 

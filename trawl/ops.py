@@ -1,81 +1,69 @@
 """What users do after an upload, against any stack (`trawl up`, or a deployed one): a job's
-status, the recent jobs, and re-driving dead-lettered messages back to their work queue."""
+status and the recent jobs (from the ledger), re-driving dead-lettered messages back to their
+work queue, and replaying the producer's failed events."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from models import JobManifest
-from trawl.local.pipeline import (
-    JobSummary,
-    dead_letters,
-    load_manifest,
-    message_body,
-    record_outline,
-    release,
-)
+from ledger.view import open_items, read_job
+from ledger.view import recent_jobs as ledger_recent_jobs
+from trawl.jobs import JobSummary, job_summary
+from trawl.local.pipeline import message_body, release
 from trawl.local.stack import Stack, queue_depth
 
-
-def _job_records(stack: Stack, m: JobManifest) -> list[dict[str, Any]]:
-    s3 = stack.endpoint.client("s3")
-    prefix = f"output/platform={m.platform}/kind={m.kind}/dt={m.job_date}/{m.job_id}-"
-    keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    ]
-
-    def read(key: str) -> dict[str, Any]:
-        body = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode("utf-8")
-        return record_outline(body, key.endswith(".csv"))
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(read, keys))
+# How long a re-drive by job waits for the ledger's dead-lettered items to show in the DLQ
+# (a message moves there on the receive after its last failure, once its backoff is over).
+REDRIVE_WAIT_S = 30.0
 
 
 def job_status(stack: Stack, job_id: str) -> JobSummary:
-    m = load_manifest(stack, job_id)
-    if m is None:
+    found = job_summary(stack, job_id)
+    if found is None:
         raise LookupError(
             f"no job {job_id} in s3://{stack.bucket}/jobs/ (see `trawl status` for recent jobs)"
         )
-    records = _job_records(stack, m) if m.platform else []
-    settled_rows = {r.get("source", {}).get("row") for r in records}
-    dead = dead_letters(stack, m.platform) if m.platform else []
-    dead_rows = {b.get("source", {}).get("row") for b in dead if b.get("job_id") == job_id}
-    # An item is settled once it has a record (per video for tiktok/videos: its row has one) or
-    # sits in the DLQ; what is neither is still on its way.
-    in_flight = max(0, m.enqueued - len(settled_rows | dead_rows)) if m.status != "failed" else 0
-    statuses = Counter(str(r.get("status")) for r in records)
-    return JobSummary.of(stack.bucket, m, statuses, len(dead_rows), in_flight, None)
+    return found
 
 
-def recent_jobs(stack: Stack, limit: int = 20) -> list[JobManifest]:
-    s3 = stack.endpoint.client("s3")
-    manifests = [
-        obj
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix="jobs/")
-        for obj in page.get("Contents", [])
-        if obj["Key"].endswith("/manifest.json")
-    ]
-    manifests.sort(key=lambda obj: obj["LastModified"], reverse=True)
-    found = [load_manifest(stack, obj["Key"].split("/")[1]) for obj in manifests[:limit]]
-    return [m for m in found if m is not None]
+def recent_jobs(stack: Stack, limit: int = 20) -> list[dict[str, Any]]:
+    """The ledger's job rows, newest first: one request."""
+    return ledger_recent_jobs(stack.endpoint.client("dynamodb"), stack.ledger_table, limit)
+
+
+def dead_lettered_items(stack: Stack, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """A job's items that need a person (dead-lettered, then stale), with their last reason."""
+    dynamodb = stack.endpoint.client("dynamodb")
+    found = open_items(dynamodb, stack.ledger_table, job_id, "dead_lettered", limit)
+    return found + open_items(dynamodb, stack.ledger_table, job_id, "stale", max(0, limit - len(found)))
 
 
 @dataclass
 class RedriveResult:
-    method: str  # "StartMessageMoveTask" or "receive-send-delete"
+    method: str  # "StartMessageMoveTask", "receive-send-delete" or "dry run"
     moved: int
-    matched: int
-    left: int
+    matched: int  # what the ledger says is dead-lettered (for the job, or in recent jobs)
+    left: int  # messages in the DLQ, as SQS approximates it
     note: str | None = None
+    task_handle: str | None = None
+    by_job: dict[str, int] | None = None
+
+
+def dead_lettered_by_job(stack: Stack, platform: str, limit: int = 50) -> dict[str, int]:
+    """Dead-lettered items per recent job of the platform, from the ledger: one request per job."""
+    dynamodb = stack.endpoint.client("dynamodb")
+    found = {}
+    for job in ledger_recent_jobs(dynamodb, stack.ledger_table, limit):
+        if job.get("platform") != platform:
+            continue
+        view = read_job(dynamodb, stack.ledger_table, str(job["job_id"]))
+        if view is not None and view.counts.dead_lettered:
+            found[str(job["job_id"])] = view.counts.dead_lettered
+    return found
 
 
 def redrive(
@@ -86,23 +74,45 @@ def redrive(
     dry_run: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RedriveResult:
-    """Move DLQ messages back to the platform's work queue."""
+    """Move DLQ messages back to the platform's work queue. What is there to move comes from
+    the ledger, never from receiving the DLQ."""
     sqs = stack.endpoint.client("sqs")
     dlq, work = stack.dlq_url(platform), stack.queue_url(platform)
+    if job_id is not None:
+        view = read_job(stack.endpoint.client("dynamodb"), stack.ledger_table, job_id)
+        expected = view.counts.dead_lettered if view is not None else 0
+        by_job = {job_id: expected}
+    else:
+        by_job = dead_lettered_by_job(stack, platform)
+        expected = sum(by_job.values())
+    if limit is not None:
+        expected = min(expected, limit)
     if dry_run:
-        bodies = dead_letters(stack, platform)
-        matched = [b for b in bodies if job_id is None or b.get("job_id") == job_id]
-        n = len(matched) if limit is None else min(limit, len(matched))
-        return RedriveResult("dry run", 0, n, len(bodies))
+        return RedriveResult("dry run", 0, expected, queue_depth(sqs, dlq), by_job=by_job)
     note = None
     if job_id is None and limit is None:
         try:
-            sqs.start_message_move_task(SourceArn=stack.queue_arn(dlq), DestinationArn=stack.queue_arn(work))
+            task = sqs.start_message_move_task(
+                SourceArn=stack.queue_arn(dlq), DestinationArn=stack.queue_arn(work)
+            )
         except Exception as exc:  # any refusal means: move them one by one
             note = f"this endpoint does not run StartMessageMoveTask ({type(exc).__name__}); moved one by one"
         else:
-            return RedriveResult("StartMessageMoveTask", queue_depth(sqs, dlq), queue_depth(sqs, dlq), 0)
-    return _move_one_by_one(sqs, dlq, work, job_id, limit, on_progress, note)
+            # Asynchronous: SQS moves the messages after this returns (`trawl redrive --status`).
+            return RedriveResult(
+                "StartMessageMoveTask", 0, expected, queue_depth(sqs, dlq), task_handle=task.get("TaskHandle")
+            )
+    moved = _move_one_by_one(sqs, dlq, work, job_id, limit, expected, on_progress)
+    return RedriveResult("receive-send-delete", moved, expected, queue_depth(sqs, dlq), note, by_job=by_job)
+
+
+def move_tasks(stack: Stack, platform: str) -> list[dict[str, Any]]:
+    """The platform DLQ's recent StartMessageMoveTask tasks, as SQS reports them."""
+    sqs = stack.endpoint.client("sqs")
+    found: list[dict[str, Any]] = sqs.list_message_move_tasks(
+        SourceArn=stack.queue_arn(stack.dlq_url(platform)), MaxResults=10
+    ).get("Results", [])
+    return found
 
 
 def _move_one_by_one(
@@ -111,20 +121,26 @@ def _move_one_by_one(
     work: str,
     job_id: str | None,
     limit: int | None,
+    expected: int,
     on_progress: Callable[[int, int], None] | None,
-    note: str | None,
-) -> RedriveResult:
+) -> int:
     """Receive -> send -> delete, sending before deleting: a crash can duplicate a message but
-    never lose one, and a duplicate is harmless because outputs are idempotent."""
-    total = queue_depth(sqs, dlq)
+    never lose one, and a duplicate is harmless because outputs are idempotent. It long-polls
+    until it has moved as many messages as the ledger holds dead-lettered (of the job, or of the
+    platform's recent jobs): messages on their way to the DLQ, or hidden by another reader, show
+    up meanwhile. Without a job it also moves what the ledger does not know of (a message from an
+    older job), until the DLQ has nothing more to give."""
     moved, skipped, seen = 0, [], set[str]()
-    while limit is None or moved < limit:
-        messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-            "Messages", []
-        )
+    deadline = time.monotonic() + REDRIVE_WAIT_S
+    while not ((limit is not None and moved >= limit) or (job_id is not None and moved >= expected)):
+        messages = sqs.receive_message(
+            QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=2
+        ).get("Messages", [])
         fresh = [m for m in messages if m["MessageId"] not in seen]
         if not fresh:
-            break
+            if moved >= expected or time.monotonic() > deadline:
+                break
+            continue
         seen.update(m["MessageId"] for m in fresh)
         wanted = [m for m in fresh if job_id is None or message_body(m["Body"]).get("job_id") == job_id]
         if limit is not None:
@@ -144,9 +160,9 @@ def _move_one_by_one(
                 )
             moved += len(sent)
         if on_progress:
-            on_progress(moved, total)
+            on_progress(moved, expected)
     release(sqs, dlq, skipped)
-    return RedriveResult("receive-send-delete", moved, moved, queue_depth(sqs, dlq), note)
+    return moved
 
 
 @dataclass(frozen=True)

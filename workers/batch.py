@@ -23,7 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from models import OutputRecord, WorkItem
+from models.ledger import Delivery
 from workers.fetchers import Fetched, Fetcher, Found
+from workers.ledger import Ledger, Outcome
 from workers.output import RecordWriter
 from workers.settings import WorkerSettings
 from workers.upstream import Permanent, Retryable
@@ -31,9 +33,10 @@ from workers.upstream.http import Budget
 
 logger = Logger(service="trawl", child=True)
 METRICS_NAMESPACE = "trawl"
-# Per invocation, published as items_<name>: items ok, permanent, retried, dead-lettered, and
-# items whose record has fields left null because the upstream's value did not parse.
-METRICS = ("ok", "permanent", "retried", "dead_lettered", "fields_unparsed")
+# Per invocation, published as items_<name>: items ok, permanent, retried, dead-lettered, items
+# whose record has fields left null because the upstream's value did not parse, and items not
+# fetched because the ledger holds them settled already (a duplicate delivery).
+METRICS = ("ok", "permanent", "retried", "dead_lettered", "fields_unparsed", "already_settled")
 
 
 class SqsRecord(BaseModel):
@@ -54,6 +57,7 @@ class BatchDeps:
     fetchers: dict[str, Fetcher]  # kind -> fetcher for this worker's platform
     writer: RecordWriter
     sqs: Any
+    ledger: Ledger | None = None  # None only where no stack is behind the worker (benchmarks)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class _Invocation:
     budget: Budget
     warned: set[str] = field(default_factory=set)  # setup problems already logged this invocation
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
+    settled: set[tuple[str, str]] = field(default_factory=set)
 
 
 def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
@@ -80,11 +85,36 @@ async def process_batch(
     records = SqsEvent.model_validate(event).Records
     s = deps.settings
     run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
-    results = await asyncio.gather(*(_process(run, record) for record in records))
+    items = {r.messageId: _item(r) for r in records}
+    run.settled = await _settled(run, [i for i in items.values() if i is not None])
+    results = await asyncio.gather(*(_process(run, record, items[record.messageId]) for record in records))
     failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
     logger.info("batch done", extra={"size": len(records), "failed": len(failures), **run.counts})
     _publish(s.platform, run.counts)
     return {"batchItemFailures": failures}
+
+
+def _item(record: SqsRecord) -> WorkItem | None:
+    try:
+        return WorkItem.model_validate_json(record.body)
+    except ValidationError as exc:
+        # Not deleted, so it is retried and dead-lettered, never dropped; the ledger's
+        # reconcile pass finds it in the DLQ.
+        logger.error("malformed message", message_id=record.messageId, errors=exc.error_count())
+        return None
+
+
+async def _settled(run: _Invocation, items: list[WorkItem]) -> set[tuple[str, str]]:
+    """The items of the batch whose outcome the ledger holds as settled: they are not fetched
+    again (a duplicate delivery, or a redelivery after the record was written). Without an
+    answer from the ledger every item is fetched: records are idempotent."""
+    if run.deps.ledger is None or not items:
+        return set()
+    try:
+        return await asyncio.to_thread(run.deps.ledger.settled, [(i.job_id, i.item_key) for i in items])
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("could not read the ledger; fetching every item", extra={"error": _aws_error(exc)})
+        return set()
 
 
 def _publish(platform: str, counts: dict[str, int]) -> None:
@@ -101,63 +131,112 @@ def _publish(platform: str, counts: dict[str, int]) -> None:
         logger.warning("could not publish metrics", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
-async def _process(run: _Invocation, record: SqsRecord) -> bool:
+@dataclass(frozen=True)
+class _Delivery:
+    record: SqsRecord
+    item: WorkItem
+
+    @property
+    def receives(self) -> int:
+        return int(self.record.attributes.get("ApproximateReceiveCount", "1"))
+
+    @property
+    def log(self) -> dict[str, str]:
+        return {"job_id": self.item.job_id, "item_key": self.item.item_key, "platform": self.item.platform}
+
+    @property
+    def ledger_delivery(self) -> Delivery:
+        return Delivery(self.record.messageId, self.receives)
+
+
+async def _process(run: _Invocation, record: SqsRecord, item: WorkItem | None) -> bool:
     """True when the message may be deleted."""
-    try:
-        item = WorkItem.model_validate_json(record.body)
-    except ValidationError as exc:
-        logger.error("malformed message", message_id=record.messageId, errors=exc.error_count())
+    if item is None:
         return False
-    log = {"job_id": item.job_id, "item_key": item.item_key, "platform": item.platform}
+    delivery = _Delivery(record, item)
     fetcher = run.deps.fetchers.get(item.kind)
     if fetcher is None or item.platform != run.deps.settings.platform:
-        logger.error("message for another worker", extra={"kind": item.kind, **log})
+        logger.error("message for another worker", extra={"kind": item.kind, **delivery.log})
         return False
+    if (item.job_id, item.item_key) in run.settled:
+        run.counts["already_settled"] += 1
+        return True
     try:
-        return await _fetch_and_store(run, record, item, fetcher, log)
+        return await _fetch_and_store(run, delivery, fetcher)
     except Exception as exc:
         # A bug, or a library failing in a way nobody foresaw: still this item's trouble alone.
         # It is retried with backoff like any retryable failure; the rest of the batch goes on.
-        logger.exception("unexpected failure; the item will be retried", extra=log)
+        logger.exception("unexpected failure; the item will be retried", extra=delivery.log)
         failure = Retryable(f"unexpected {type(exc).__name__}: {exc}", reason="unexpected")
-        await _retry_later(run, record, failure, log, logged=True)
+        await _retry_later(run, delivery, failure, logged=True)
         return False
 
 
-async def _fetch_and_store(
-    run: _Invocation, record: SqsRecord, item: WorkItem, fetcher: Fetcher, log: dict[str, str]
-) -> bool:
+async def _fetch_and_store(run: _Invocation, delivery: _Delivery, fetcher: Fetcher) -> bool:
+    item = delivery.item
     try:
         fetched = await fetcher.fetch(item, run.budget)
     except Permanent as exc:
-        return await _store(
-            run, record, log, _write(run, item, [], status=exc.status, detail=str(exc)), "permanent"
-        )
+        outcome = Outcome(exc.status, reason=exc.status, detail=str(exc), records=1, page=_page(item))
+        storing = _write(run, item, [], status=exc.status, detail=str(exc))
+        return await _store(run, delivery, storing, outcome, "permanent")
     except Retryable as exc:
-        await _retry_later(run, record, exc, log)
+        await _retry_later(run, delivery, exc)
         return False
     if fetched.unparsed:
         run.counts["fields_unparsed"] += 1
         logger.warning(
-            "upstream fields did not parse; left null", extra={"fields": sorted(set(fetched.unparsed)), **log}
+            "upstream fields did not parse; left null",
+            extra={"fields": sorted(set(fetched.unparsed)), **delivery.log},
         )
-    return await _store(run, record, log, _write_found(run, item, fetched), "ok")
+    # An account's videos settle with its last page; until then it stays pending.
+    status = fetched.records[0].status if len(fetched.records) == 1 and item.kind != "videos" else "ok"
+    reason = None if status == "ok" else status  # a private account: permanent, with its data
+    outcome = Outcome(
+        status if fetched.last_page else "pending",
+        reason=reason,
+        records=len(fetched.records),
+        page=_page(item),
+    )
+    return await _store(run, delivery, _write_found(run, item, fetched), outcome, _counted(status))
+
+
+def _page(item: WorkItem) -> int | None:
+    """For tiktok/videos, which page the delivery started at (so each page's records are
+    counted once); other kinds write their one record with the outcome itself."""
+    return item.page if item.kind == "videos" else None
+
+
+def _counted(status: str) -> str:
+    return "ok" if status == "ok" else "permanent"
 
 
 async def _store(
-    run: _Invocation, record: SqsRecord, log: dict[str, str], storing: Awaitable[None], outcome: str
+    run: _Invocation, delivery: _Delivery, storing: Awaitable[None], outcome: Outcome, counted: str
 ) -> bool:
-    """Writing what was fetched is the last step before the message may go. If S3 (or SQS, for
-    a follow-up page) fails, only this item is handed back, with backoff; the rest of the batch
-    is unaffected. Its objects are rewritten under the same keys when it comes back."""
+    """Writing what was fetched, then its outcome in the ledger, is the last step before the
+    message may go. If S3, SQS (a follow-up page) or the ledger fails, only this item is handed
+    back, with backoff; the rest of the batch is unaffected. Its objects are rewritten under the
+    same keys when it comes back."""
     try:
         await storing
+        await _record(run, delivery, outcome)
     except (BotoCoreError, ClientError) as exc:
         failure = Retryable(f"could not store the result: {_aws_error(exc)}", reason="storage")
-        await _retry_later(run, record, failure, log)
+        await _retry_later(run, delivery, failure)
         return False
-    run.counts[outcome] += 1
+    run.counts[counted] += 1
     return True
+
+
+async def _record(run: _Invocation, delivery: _Delivery, outcome: Outcome) -> None:
+    ledger = run.deps.ledger
+    if ledger is None:
+        return
+    item = delivery.item
+    await asyncio.to_thread(
+        ledger.record, item.job_id, item.item_key, item.platform, delivery.ledger_delivery, outcome
+    )
 
 
 def _aws_error(exc: Exception) -> str:
@@ -213,10 +292,9 @@ _SETUP_PROBLEMS = {
 }
 
 
-async def _retry_later(
-    run: _Invocation, record: SqsRecord, exc: Retryable, log: dict[str, str], logged: bool = False
-) -> None:
+async def _retry_later(run: _Invocation, delivery: _Delivery, exc: Retryable, logged: bool = False) -> None:
     run.counts["retried"] += 1
+    log = delivery.log
     problem = _SETUP_PROBLEMS.get(exc.reason)
     if problem is not None and exc.reason not in run.warned:
         run.warned.add(exc.reason)
@@ -227,16 +305,27 @@ async def _retry_later(
             extra={"reason": exc.reason, "detail": str(exc), "error": type(exc).__name__, **log},
         )
     s = run.deps.settings
-    receives = int(record.attributes.get("ApproximateReceiveCount", "1"))
-    if receives >= s.max_receive_count:
+    receives = delivery.receives
+    last = receives >= s.max_receive_count
+    if last:
         run.counts["dead_lettered"] += 1
         logger.error("item goes to the dead-letter queue", extra={"receives": receives, **log})
-    delay = backoff_seconds(receives, exc.retry_after, s.retry_base_s, s.retry_max_s)
+    outcome = Outcome("dead_lettered" if last else "pending", reason=exc.reason, detail=str(exc))
+    try:
+        await _record(run, delivery, outcome)
+    except (BotoCoreError, ClientError) as error:
+        # The item is retried all the same; only this failure's reason goes uncounted.
+        logger.warning(
+            "could not record the failure in the ledger", extra={"error": _aws_error(error), **log}
+        )
+    # After the last receive there is nothing to wait for: the next receive moves the message
+    # to the DLQ, where the ledger already says it is.
+    delay = 0 if last else backoff_seconds(receives, exc.retry_after, s.retry_base_s, s.retry_max_s)
     try:
         await asyncio.to_thread(
             run.deps.sqs.change_message_visibility,
             QueueUrl=s.queue_url,
-            ReceiptHandle=record.receiptHandle,
+            ReceiptHandle=delivery.record.receiptHandle,
             VisibilityTimeout=delay,
         )
     except Exception as error:

@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 from models.runtime import client_factory
 from workers.batch import BatchDeps, process_batch
 from workers.fetchers import Fetcher, ProductFetcher, TikTokAccountFetcher, TikTokVideosFetcher
+from workers.ledger import Ledger
 from workers.output import RecordWriter
 from workers.secrets import ApiKey
 from workers.settings import WorkerSettings
@@ -68,11 +69,15 @@ def build_deps(env: Mapping[str, str]) -> WorkerDeps:
         )
     http = make_client(settings.connect_timeout_s, settings.read_timeout_s)
     fetchers = make_fetchers(settings, http, client("ssm"), client("secretsmanager"))
+    ledger = None
+    if settings.ledger_table:
+        ledger = Ledger(client("dynamodb"), settings.ledger_table, settings.ledger_ttl_days)
     batch = BatchDeps(
         settings=settings,
         fetchers=fetchers,
         writer=RecordWriter(client("s3"), settings.data_bucket, settings.output_format),
         sqs=client("sqs"),
+        ledger=ledger,
     )
     return WorkerDeps(batch=batch, loop=asyncio.new_event_loop())
 

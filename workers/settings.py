@@ -33,6 +33,9 @@ class WorkerSettings(BaseModel):
     max_receive_count: int = Field(default=5, ge=1)
     max_pages_per_message: int = Field(default=3, ge=1)
     max_videos_per_account: int = Field(default=100, ge=1)
+    # The job ledger (DynamoDB) where each item's outcome is recorded, and how long item rows live.
+    ledger_table: str | None = None
+    ledger_ttl_days: int = Field(default=30, ge=1)
     # Set only by trawl's local Lambda stand-in: a deployed function never talks plain http.
     allow_loopback_http: bool = False
 

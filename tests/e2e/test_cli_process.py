@@ -78,7 +78,7 @@ def test_handler_logs_show_only_with_verbose(tmp_path: Path) -> None:
     loud = subprocess.run([*command, "--verbose"], env=env, capture_output=True, text=True, timeout=120)
 
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
-    assert "written ok 2" in quiet.stdout
+    assert "items: ok 2 · permanent 0" in quiet.stdout
     assert '"level"' not in quiet.stderr + quiet.stdout
     assert '"message":"job enqueued"' in loud.stderr  # the producer's line, in this process
     assert '"message":"batch done"' in loud.stderr  # a worker environment's line

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from pathlib import Path
 
 from tests.helpers import run_csv
-from trawl.local.pipeline import copy_to_data_dir, local_session, summarise
+from trawl.jobs import job_summary
+from trawl.local.pipeline import local_session
 
 
 def test_csv_records_and_summary(tmp_path: Path) -> None:
@@ -28,6 +28,6 @@ def test_csv_records_and_summary(tmp_path: Path) -> None:
         assert row["status"] == "ok" and row["data_unique_id"] == "csv_one"
         assert row["context"] == '{"note": "=1+2"}'
 
-        copy_to_data_dir(local.stack, tmp_path / "data")
-        summary = summarise(local.stack, job_id, tmp_path / "data", Counter())
-        assert (summary.written_ok, summary.written_permanent) == (1, 1)
+        summary = job_summary(local.stack, job_id)
+        assert summary is not None
+        assert (summary.written_ok, summary.written_permanent, summary.records) == (1, 1, 2)

@@ -62,7 +62,8 @@ def test_dead_lettered_job_is_redriven_to_done(up: LocalSession, tmp_path: Path)
     assert (got["dead_lettered"], got["in_flight"], got["state"]) == (4, 0, "failed")
     human = runner.invoke(app, ["status", job_id]).stdout
     assert f"job {job_id}  tiktok/account  input/tiktok/account/tiktok_redrive.csv  failed" in human
-    assert "in the DLQ 4" in human
+    assert "items: ok 0 · permanent 0 · dead-lettered 4 · in flight 0" in human
+    assert "failure reasons: upstream_5xx 8" in human  # two receives each (MaxReceiveCount 2)
 
     healed = runner.invoke(app, ["faults", ""])
     assert healed.exit_code == 0 and "none" in healed.stdout
@@ -108,13 +109,13 @@ def test_status_lists_recent_jobs_and_rejects_unknown_ones(up: LocalSession, tmp
         "created",
         "(UTC)",
         "platform/kind",
-        "producer",
+        "state",
         "rows",
         "enqueued",
         "input",
     ]
     assert jobs and all(line.split()[3] == "tiktok/account" for line in jobs)
-    assert hint.endswith("trawl status JOB")
+    assert hint.endswith("trawl status JOB --items")
     missing = runner.invoke(app, ["status", "ffffffffffffffff"])
     assert missing.exit_code == 2 and "no job ffffffffffffffff" in missing.output
 

@@ -22,7 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from models import JobManifest, WorkItem
-from trawl.local.pipeline import LocalSession, job_id_of, load_manifest, local_session
+from trawl.jobs import load_manifest
+from trawl.local.pipeline import LocalSession, job_id_of, local_session
 from trawl.local.runtime import Container
 
 ROWS = 3_000

@@ -40,6 +40,7 @@ class Artifact:
 ARTIFACTS = {
     "producer": Artifact(("producer", "models"), "deploy/requirements-producer.txt"),
     "workers": Artifact(("workers", "models"), "deploy/requirements-worker.txt"),
+    "ledger": Artifact(("ledger", "models"), "deploy/requirements-ledger.txt"),
 }
 SHIPPED_PACKAGES = sorted({package for artifact in ARTIFACTS.values() for package in artifact.packages})
 

@@ -230,6 +230,7 @@ class Grant:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     negated: bool  # NotAction / NotResource: grants everything except a list
+    leading_keys: tuple[str, ...] | None = None  # a dynamodb:LeadingKeys condition's patterns
 
     @property
     def services(self) -> set[str]:
@@ -253,6 +254,8 @@ def role_grants(translated: Template, role_id: str) -> list[Grant]:
         for statement in _either_branch(as_list(document.get("Statement"))):
             actions = statement.get("Action", statement.get("NotAction"))
             resources = statement.get("Resource", statement.get("NotResource"))
+            condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+            keys = condition.get("dynamodb:LeadingKeys")
             grants.append(
                 Grant(
                     role=role_id,
@@ -261,6 +264,7 @@ def role_grants(translated: Template, role_id: str) -> list[Grant]:
                     actions=tuple(str(action) for action in as_list(render(actions))),
                     resources=tuple(str(resource) for resource in as_list(render(resources))),
                     negated="NotAction" in statement or "NotResource" in statement,
+                    leading_keys=tuple(as_list(keys)) if keys is not None else None,
                 )
             )
     return grants
@@ -313,6 +317,20 @@ def failure_destinations(translated: Template) -> dict[str, str]:
         if queue is not None:
             found[function] = queue
     return found
+
+
+def ledger_readers(translated: Template) -> set[str]:
+    """Functions fed by a DynamoDB stream (the ledger function)."""
+    found = set()
+    for mapping in resources_of_type(translated, "AWS::Lambda::EventSourceMapping").values():
+        props = mapping.get("Properties", {})
+        if getatt_target(props.get("EventSourceArn"), "StreamArn") is not None:
+            found.add(ref_target(props.get("FunctionName")) or str(render(props.get("FunctionName"))))
+    return found
+
+
+def ledger_tables(translated: Template) -> set[str]:
+    return set(resources_of_type(translated, "AWS::DynamoDB::Table"))
 
 
 def dead_letter_queues(translated: Template) -> set[str]:
@@ -497,6 +515,7 @@ def check_least_privilege(translated: Template) -> list[str]:
     arns = data_bucket_arns(translated)
     work_queues = {worker.queue for worker in found.values()}
     destinations = failure_destinations(translated)
+    readers, producer_ids = ledger_readers(translated), producers(translated)
     for function_id, role in roles.items():
         for managed in as_list(render(properties(translated, role).get("ManagedPolicyArns"))):
             problems.append(f"{role} ({function_id}): managed policy {managed} cannot be checked offline")
@@ -507,9 +526,71 @@ def check_least_privilege(translated: Template) -> list[str]:
             problems += _broad_grant_problems(grant)
             if "s3" in grant.services:
                 problems += _s3_problems(grant, arns, worker)
-            if "sqs" in grant.services:
+            if "sqs" in grant.services and function_id in readers:
+                problems += _ledger_sqs_problems(grant, work_queues, dead_letter_queues(translated))
+            elif "sqs" in grant.services:
                 own = {destinations[function_id]} if function_id in destinations else set()
                 problems += _sqs_problems(grant, worker, work_queues | own)
+            if "dynamodb" in grant.services:
+                role_kind = "worker" if worker else "producer" if function_id in producer_ids else "ledger"
+                if function_id in readers:
+                    role_kind = "ledger"
+                problems += _dynamodb_problems(grant, role_kind, ledger_tables(translated))
+    return problems
+
+
+# What each kind of function may do in the ledger table, and which of its rows (LeadingKeys).
+LEDGER_ACCESS = {
+    "worker": ({"dynamodb:batchgetitem", "dynamodb:updateitem"}, ("ITEM#*",)),
+    "producer": ({"dynamodb:putitem", "dynamodb:updateitem"}, ("JOB#*",)),
+    "ledger": (
+        {
+            "dynamodb:getitem",
+            "dynamodb:query",
+            "dynamodb:putitem",
+            "dynamodb:updateitem",
+            "dynamodb:batchgetitem",
+            "dynamodb:describestream",
+            "dynamodb:getrecords",
+            "dynamodb:getsharditerator",
+            "dynamodb:liststreams",
+        },
+        None,
+    ),
+}
+
+
+def _dynamodb_problems(grant: Grant, role_kind: str, tables: set[str]) -> list[str]:
+    """Only the ledger table (and its indexes and stream), only the actions its code uses, and
+    for workers and the producer only their own kind of row."""
+    allowed, keys = LEDGER_ACCESS[role_kind]
+    problems = []
+    extra = {a.lower() for a in grant.actions if a.lower().startswith("dynamodb:")} - allowed
+    if extra:
+        problems.append(f"{grant.describe()}: a {role_kind} may not {sorted(extra)}")
+    for resource in grant.resources:
+        table = resource.split(".", 1)[0].strip("${}").split("/", 1)[0]
+        if table not in tables:
+            problems.append(f"{grant.describe()}: {resource!r} is not the ledger table")
+    if keys is not None and grant.leading_keys != keys:
+        problems.append(
+            f"{grant.describe()}: a {role_kind} must be held to its {keys} rows (dynamodb:LeadingKeys)"
+        )
+    return problems
+
+
+def _ledger_sqs_problems(grant: Grant, work_queues: set[str], dead_letter: set[str]) -> list[str]:
+    """The ledger function peeks the DLQs (receive, show again) and reads the work queues'
+    retention: it never sends or deletes a message."""
+    problems = []
+    actions = {a.lower() for a in grant.actions}
+    if actions - {"sqs:receivemessage", "sqs:changemessagevisibility", "sqs:getqueueattributes"}:
+        problems.append(f"{grant.describe()}: the ledger function may only peek queues")
+    reads = actions & {"sqs:receivemessage", "sqs:changemessagevisibility"}
+    for resource in grant.resources:
+        queue = queue_of(resource)
+        if queue not in dead_letter | work_queues or (reads and queue not in dead_letter):
+            problems.append(f"{grant.describe()}: {resource!r}: the ledger function receives from DLQs only")
     return problems
 
 
@@ -604,8 +685,32 @@ def check_required_access(translated: Template) -> list[str]:
         record = f"output/platform={worker.platform}/kind=k/dt=2024-01-01/job-item.json"
         if not _allows(mine, "s3:PutObject", on_key(record)):
             problems.append(f"{worker.function} (role {worker.role}) cannot s3:PutObject {record}")
+    tables = ledger_tables(translated)
+
+    def on_table(resource: str) -> bool:
+        return resource.split(".", 1)[0].strip("${}") in tables
+
+    def on_stream(resource: str) -> bool:
+        return on_table(resource) and resource.endswith("/stream/*")
+
+    for worker in found:
+        for action in ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"):
+            if not _allows(grants.get(worker.function, []), action, on_table):
+                problems.append(f"{worker.function} (role {worker.role}) cannot {action} on the ledger")
+    for reader in sorted(ledger_readers(translated)):
+        mine = grants.get(reader, [])
+        for action in ("dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream"):
+            if not _allows(mine, action, on_stream):
+                problems.append(f"{reader} (role {roles.get(reader)}) cannot {action} on the ledger's stream")
+        for action in ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "events:PutEvents"):
+            if not _allows(mine, action, lambda r: on_table(r) or r.endswith(":event-bus/default")):
+                problems.append(f"{reader} (role {roles.get(reader)}) cannot {action}")
     for producer in sorted(producers(translated)):
         mine, role = grants.get(producer, []), roles.get(producer)
+        if not _allows(mine, "dynamodb:UpdateItem", on_table):
+            problems.append(
+                f"{producer} (role {role}) cannot dynamodb:UpdateItem its job's row in the ledger"
+            )
         for worker in found:
             if not _allows(mine, "sqs:SendMessage", on_queue(worker.queue)):
                 problems.append(f"{producer} (role {role}) cannot sqs:SendMessage to {worker.queue}")
@@ -1058,6 +1163,37 @@ def _dead_letter_queue_without_alarm(template: Template, worker: SamWorker) -> s
     return worker.dead_letter_queue
 
 
+def _worker_writes_every_ledger_row(template: Template, worker: SamWorker) -> str:
+    del sam_statement(worker.role, "dynamodb:")["Condition"]
+    return worker.role_id
+
+
+def _producer_deletes_ledger_rows(template: Template, worker: SamWorker) -> str:
+    role_id, role = sam_producer_role(template)
+    sam_statement(role, "dynamodb:")["Action"] = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ]
+    return role_id
+
+
+def _ledger_deletes_dead_letters(template: Template, worker: SamWorker) -> str:
+    role = properties(template, "LedgerRole")
+    statement = next(st for st in sam_statements(role) if st.get("Sid") == "PeekDeadLetters")
+    statement["Action"] = [*as_list(statement["Action"]), "sqs:DeleteMessage"]
+    return "LedgerRole"
+
+
+def _ledger_cannot_read_its_stream(template: Template, worker: SamWorker) -> str:
+    role = properties(template, "LedgerRole")
+    for policy in role["Policies"]:
+        policy["PolicyDocument"]["Statement"] = [
+            st for st in policy["PolicyDocument"]["Statement"] if st.get("Sid") != "ReadItemChanges"
+        ]
+    return "LedgerFunction"
+
+
 def _upstream_url_allows_http(template: Template, worker: SamWorker) -> str:
     template["Parameters"]["TikApiBaseUrl"]["AllowedPattern"] = "^https?://.+$"
     return "TikApiBaseUrl"
@@ -1096,6 +1232,10 @@ MUTATIONS: list[tuple[str, Mutation, Check]] = [
     ("failure_queue_without_alarm", _failure_queue_without_alarm, check_alarms),
     ("dead_letter_queue_without_alarm", _dead_letter_queue_without_alarm, check_alarms),
     ("upstream_url_allows_http", _upstream_url_allows_http, check_upstream_urls),
+    ("worker_writes_every_ledger_row", _worker_writes_every_ledger_row, check_least_privilege),
+    ("producer_deletes_ledger_rows", _producer_deletes_ledger_rows, check_least_privilege),
+    ("ledger_deletes_dead_letters", _ledger_deletes_dead_letters, check_least_privilege),
+    ("ledger_cannot_read_its_stream", _ledger_cannot_read_its_stream, check_required_access),
 ]
 
 

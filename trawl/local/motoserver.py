@@ -20,10 +20,12 @@ from trawl.local.moto_clock import patch_moto_sqs_clock
 
 
 def detach_moto_lambda_dispatch() -> None:
-    """moto runs a queue's event source mappings itself on every SendMessage, in Docker (absent
-    here), then deletes the messages. In the local default trawl's LocalRuntime is the Lambda
-    service, so queues get a mapping table that forgets what is put in it. The mappings stay
-    readable through moto's Lambda API, which is where the runtime reads them from."""
+    """moto runs a queue's (and a DynamoDB stream's) event source mappings itself on every
+    SendMessage (or table write), in Docker (absent here), then deletes the messages. In the
+    local default trawl's LocalRuntime is the Lambda service, so queues and tables get a mapping
+    table that forgets what is put in it. The mappings stay readable through moto's Lambda API,
+    which is where the runtime reads them from."""
+    from moto.dynamodb.models.table import Table
 
     def _get(self: Any) -> dict[str, Any]:
         return {}
@@ -32,6 +34,29 @@ def detach_moto_lambda_dispatch() -> None:
         return None
 
     sqs_models.Queue.lambda_event_source_mappings = property(_get, _set)  # type: ignore[assignment]
+    Table.lambda_event_source_mappings = property(_get, _set)  # type: ignore[assignment]
+
+
+def serialise_dynamodb_writes() -> None:
+    """moto 5.2.x checks a conditional write's condition, then writes, with nothing in between
+    stopping another request's write: two workers settling one item at once could both see it
+    open and both write (and both stream records would be counted). DynamoDB applies a
+    conditional write atomically; here every write takes one lock, which is cheap at the local
+    runtime's few concurrent writers."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend.update_item, "trawl_serialised", False):
+        return
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        locked.trawl_serialised = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, locked)
 
 
 def serialise_queue_changes() -> None:
@@ -154,6 +179,26 @@ class _Shadow:
         return getattr(self._queue, name)
 
 
+def keep_schedules_out_of_event_matching() -> None:
+    """moto 5.2.x offers every PutEvents event to every rule of the bus, and a schedule rule (a
+    ScheduleExpression, no EventPattern) matches them all; it then fails the whole PutEvents on
+    the rule's Lambda target, which it cannot run. On EventBridge a schedule rule never matches
+    an event: here neither (trawl's local stand-in fires schedules itself)."""
+    from moto.events.models import Rule
+
+    send = Rule.send_to_targets
+    if getattr(send, "trawl_schedules_apart", False):
+        return
+
+    def send_to_targets(self: Any, *args: Any, **kwargs: Any) -> None:
+        if self.scheduled_expression and not self.event_pattern.get_pattern():
+            return
+        send(self, *args, **kwargs)
+
+    send_to_targets.trawl_schedules_apart = True  # type: ignore[attr-defined]
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+
 def _exit_with_parent() -> None:
     """The parent holds this process's stdin open; when it ends, even killed, stdin reaches EOF
     and the server goes too, instead of lingering on its port."""
@@ -174,6 +219,8 @@ def main() -> None:
     serialise_queue_changes()
     memoise_backend_routing()
     build_queue_attributes_once()
+    serialise_dynamodb_writes()
+    keep_schedules_out_of_event_matching()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

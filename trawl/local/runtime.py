@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib
 import json
 import logging
@@ -24,7 +25,9 @@ from typing import Any
 
 from trawl.local.container import ContainerDied, ProcessContainer
 from trawl.local.invoke import LOCAL_RETRY_DELAYS_S, AsyncInvocations, Invocation, InvokeServer
+from trawl.local.schedules import LOCAL_SCALE, RuleRunner, scheduled_rules
 from trawl.local.stack import EventSource, FunctionInfo, Stack, queue_depth
+from trawl.local.streams import StreamPoller
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +109,13 @@ class LocalRuntime:
         env_overrides: dict[str, str] | None = None,
         idle_s: float = IDLE_ENVIRONMENT_S,
         retry_delays_s: tuple[float, ...] = LOCAL_RETRY_DELAYS_S,
+        schedule_scale: float = LOCAL_SCALE,
     ) -> None:
         self.stack = stack
         self._idle_s = idle_s
+        self._schedule_scale = schedule_scale
+        self.stream_pollers: list[StreamPoller] = []
+        self.rules: dict[str, RuleRunner] = {}
         self.warm_environments = 0  # worker environment processes alive now
         self.sqs = stack.endpoint.client("sqs")
         self._overrides = env_overrides or {}
@@ -135,15 +142,33 @@ class LocalRuntime:
     # ------------------------------------------------------------------ lifecycle
     def start(self, pollers: bool = True) -> LocalRuntime:
         """Serve the producer's asynchronous invocations, and (pollers) the workers' event
-        source mappings."""
+        source mappings, the ledger's stream and the stack's schedules."""
         self.invoke_server.start()
         self._pacing = pollers  # with no workers to drain the queues, waiting for them would hang
         self._spawn("producer", self.producer_calls.run, self._stop)
-        for function in self.stack.workers() if pollers else []:
+        if not pollers:
+            return self
+        for function in self.stack.workers():
             for source in function.event_sources:
                 for n in range(source.max_concurrency):
                     self._spawn(f"{function.name}-{n}", self._poller, function, source)
+        for function in self.stack.functions.values():
+            for stream in function.stream_sources:
+                env = functools.partial(self._env, function)
+                poller = StreamPoller(self.stack, function, stream, env, self._stop)
+                self.stream_pollers.append(poller)
+                self._spawn(f"{function.name}-stream", poller.run)
+        for rule in scheduled_rules(self.stack):
+            runner = RuleRunner(self.stack, rule, self._env(rule.function), self._stop, self._schedule_scale)
+            self.rules[rule.name] = runner
+            self._spawn(f"{rule.name}-schedule", runner.run)
         return self
+
+    def reconcile(self, at: dt.datetime | None = None) -> Any:
+        """Run the ledger's reconcile pass now, as if its schedule were due at `at`."""
+        ledger = self.stack.ledger().name
+        runner = next(r for r in self.rules.values() if r.rule.function.name == ledger)
+        return runner.fire(at)
 
     def stop(self) -> None:
         self._stop.set()
@@ -384,7 +409,7 @@ class LocalRuntime:
     # ------------------------------------------------------------------ state
     def idle(self) -> bool:
         """Nothing queued for the producer, no invocation running, every work queue empty."""
-        if self.producer_calls.busy:
+        if self.producer_calls.busy or any(p.behind for p in self.stream_pollers):
             return False
         with self._lock:
             if self._busy:

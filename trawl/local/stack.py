@@ -44,6 +44,16 @@ class EventSource:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """A DynamoDB stream event source mapping (the ledger function's)."""
+
+    stream_arn: str
+    batch_size: int
+    window_s: float
+    starting_position: str
+
+
+@dataclass(frozen=True)
 class AsyncConfig:
     """A function's EventInvokeConfig: how Lambda retries its asynchronous invocations."""
 
@@ -61,6 +71,7 @@ class FunctionInfo:
     env: dict[str, str]
     event_sources: list[EventSource] = field(default_factory=list)
     async_config: AsyncConfig = field(default_factory=AsyncConfig)
+    stream_sources: list[StreamSource] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +113,13 @@ class Stack:
 
     def workers(self) -> list[FunctionInfo]:
         return [f for f in self.functions.values() if f.event_sources]
+
+    def ledger(self) -> FunctionInfo:
+        return self.functions[self.outputs["LedgerFunctionName"]]
+
+    @property
+    def ledger_table(self) -> str:
+        return self.outputs["LedgerTableName"]
 
 
 def _title(platform: str) -> str:
@@ -157,7 +175,10 @@ class _Resolver:
         self._endpoint = endpoint
         self._parameters = parameters
         resources = endpoint.client("cloudformation").describe_stack_resources(StackName=stack_name)
-        self._physical = {r["LogicalResourceId"]: r for r in resources["StackResources"]}
+        # moto lists some resources it only records (no model) without their logical ids.
+        self._physical = {
+            r["LogicalResourceId"]: r for r in resources["StackResources"] if "LogicalResourceId" in r
+        }
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, dict) and set(value) == {"Ref"}:
@@ -219,9 +240,19 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
     functions = {}
     for name in names:
         config = lam.get_function_configuration(FunctionName=name)
-        sources = []
+        sources, streams = [], []
         for mapping in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
             arn = mapping["EventSourceArn"]
+            if ":dynamodb:" in arn:
+                streams.append(
+                    StreamSource(
+                        stream_arn=arn,
+                        batch_size=int(mapping.get("BatchSize", 100)),
+                        window_s=float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+                        starting_position=str(mapping.get("StartingPosition", "TRIM_HORIZON")),
+                    )
+                )
+                continue
             queue_url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"]
             sources.append(
                 EventSource(
@@ -238,9 +269,11 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
             handler=config["Handler"],
             timeout_s=int(config.get("Timeout", 3)),
             memory_mb=int(config.get("MemorySize", 128)),
-            env=dict(config.get("Environment", {}).get("Variables", {})),
+            # As Lambda sets them: text (moto hands back a Number parameter as a number).
+            env={k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},
             event_sources=sources,
             async_config=_async_config(lam, name),
+            stream_sources=streams,
         )
     return functions
 

@@ -1,0 +1,74 @@
+"""Ledger Lambda: the ledger table's change stream -> the jobs' counts (exactly once) and the
+`Job Finished` events; and, on its schedule, the reconcile pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from ledger import changes
+from ledger.counts import CountWriter
+from ledger.finish import Finisher
+from ledger.reconcile import Reconciler
+from ledger.settings import LedgerSettings
+from models.runtime import client_factory
+
+logger = Logger(service="trawl")
+
+
+@dataclass
+class LedgerDeps:
+    settings: LedgerSettings
+    counts: CountWriter
+    finisher: Finisher
+    reconciler: Reconciler
+
+
+def build_deps(env: Mapping[str, str]) -> LedgerDeps:
+    settings = LedgerSettings.from_env(env)
+    client = client_factory(env)
+    dynamodb = client("dynamodb")
+    return LedgerDeps(
+        settings=settings,
+        counts=CountWriter(dynamodb, settings.table, settings.count_rows),
+        finisher=Finisher(dynamodb, client("events"), settings.table, settings.stack_name),
+        reconciler=Reconciler(settings, dynamodb, client("sqs"), client("s3")),
+    )
+
+
+def _scheduled(event: Mapping[str, Any]) -> bool:
+    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+
+
+def handle(event: Mapping[str, Any], context: Any, deps: LedgerDeps) -> dict[str, Any]:
+    if _scheduled(event):
+        # The schedule's own time, not the clock: a pass reads as of when it was due.
+        now = dt.datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+        result = deps.reconciler.run(now)
+        announced = deps.finisher.check(result.unannounced, result.producer_states)
+        return {"dead_lettered": result.dead_lettered, "stale": result.stale, "announced": len(announced)}
+    batch = changes.read(event.get("Records", []))
+    committed = deps.counts.apply(batch)
+    try:
+        deps.finisher.check(batch.jobs)
+    except Exception:
+        # Committed counts are never retried for this (the batch would be read again); the
+        # reconcile pass announces what this missed.
+        logger.exception("could not check the jobs for an end", extra={"jobs": len(batch.jobs)})
+    return {"committed": committed, "jobs": len(batch.jobs)}
+
+
+@lru_cache(maxsize=1)
+def _deps() -> LedgerDeps:
+    return build_deps(os.environ)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, _deps())

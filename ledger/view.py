@@ -1,0 +1,88 @@
+"""Reading the ledger: one job (its row and its counter rows: one Query, whatever the job's
+size), the recent jobs, and a job's items that need a person. Used by the ledger function and
+by the CLI alike, so both see the same numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from models.ledger import Counts, JobState, job_state, open_index_key
+
+_deserialise = TypeDeserializer().deserialize
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserialise(value) for name, value in item.items()}
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: dict[str, Any]  # the job's row, as its producer last wrote it
+    counts: Counts
+
+    @property
+    def producer(self) -> str:
+        return str(self.job.get("producer", "running"))
+
+    @property
+    def enqueued(self) -> int:
+        return int(self.job.get("enqueued", 0))
+
+    def state(self, producer: str | None = None) -> JobState:
+        """With `producer`, the producer's status as the manifest tells it (the manifest knows
+        a producer that died); else as the job row does."""
+        return job_state(producer or self.producer, self.enqueued, self.counts)
+
+    @property
+    def in_flight(self) -> int:
+        return max(0, self.enqueued - self.counts.ended)
+
+
+def read_job(dynamodb: Any, table: str, job_id: str) -> JobView | None:
+    rows: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}},
+        "ConsistentRead": True,
+    }
+    while True:
+        response = dynamodb.query(**request)
+        rows += [_plain(item) for item in response.get("Items", [])]
+        if "LastEvaluatedKey" not in response:
+            break
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    job = next((row for row in rows if row.get("sk") == "JOB"), None)
+    if job is None:
+        return None
+    return JobView(job, Counts.of(row for row in rows if str(row.get("sk", "")).startswith("COUNT#")))
+
+
+def recent_jobs(dynamodb: Any, table: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Job rows, newest first."""
+    response = dynamodb.query(
+        TableName=table,
+        IndexName="recent",
+        KeyConditionExpression="recent_pk = :jobs",
+        ExpressionAttributeValues={":jobs": {"S": "JOBS"}},
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return [_plain(item) for item in response.get("Items", [])]
+
+
+def open_items(
+    dynamodb: Any, table: str, job_id: str, outcome: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """A job's dead_lettered (or stale) items, with their last reason, from the sparse index."""
+    response = dynamodb.query(
+        TableName=table,
+        IndexName="open",
+        KeyConditionExpression="open_pk = :open",
+        ExpressionAttributeValues={":open": {"S": open_index_key(job_id, outcome)}},
+        Limit=limit,
+    )
+    return [_plain(item) for item in response.get("Items", [])]

@@ -1,0 +1,153 @@
+"""The job ledger's rows (a DynamoDB table): their keys, the outcome vocabulary, and the one
+computation of a job's counts and state from them, shared by everything that reads or writes
+the ledger (workers, producer, the ledger function, the CLI). Pure: no AWS calls.
+
+- `JOB#<job_id>` / `JOB`: the job, as its producer last wrote it (the manifest's counts).
+- `JOB#<job_id>` / `COUNT#<stream shard>`: the job's counts, summed from item changes by the
+  ledger function; a job has one per stream shard its items' changes went through, and its
+  counts are their sum.
+- `ITEM#<job_id>#<item_key>` / `ITEM`: one item's current outcome. Each item has a partition of
+  its own, so a hot job's writes spread over the table; the counts never live on an item row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PERMANENT = ("not_found", "private", "unavailable", "invalid_target", "domain_refused", "not_a_product")
+# What an item can be: pending (seen by a worker, not settled), ok, one of PERMANENT,
+# dead_lettered (its last receive failed), stale (silent past its retry horizon).
+OUTCOMES = ("pending", "ok", *PERMANENT, "dead_lettered", "stale")
+SETTLED = ("ok", *PERMANENT)
+# Outcomes a new delivery may still change (a re-driven item goes from dead_lettered to pending).
+OPEN = ("pending", "dead_lettered", "stale")
+# Failure reasons counted per job: the workers' retryable reasons, each permanent status, and
+# the two the reconcile pass finds (an item that left the queue unseen; a message that does not
+# parse). A fixed vocabulary, so the job's counters stay a bounded set.
+REASONS = (
+    "throttled",
+    "upstream_5xx",
+    "timeout",
+    "connection",
+    "configuration",
+    "bad_credentials",
+    "unparseable",
+    "deadline",
+    "storage",
+    "unexpected",
+    "unseen",
+    "malformed_message",
+    *PERMANENT,
+)
+
+JobState = Literal["running", "retrying", "done", "failed"]
+
+
+def job_key(job_id: str) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def count_key(job_id: str, shard: str) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": f"COUNT#{shard}"}
+
+
+def item_key(job_id: str, key: str) -> dict[str, str]:
+    return {"pk": f"ITEM#{job_id}#{key}", "sk": "ITEM"}
+
+
+def open_index_key(job_id: str, outcome: str) -> str:
+    """The sparse index's partition for a job's items that need a person: dead_lettered, stale."""
+    return f"{job_id}#{outcome}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One receive of one message: its id and receive count identify it, so writing it twice
+    (a retried write) changes nothing the second time."""
+
+    message_id: str
+    receive_count: int
+
+    @property
+    def token(self) -> str:
+        return f"{self.message_id}:{self.receive_count}"
+
+
+@dataclass
+class Counts:
+    """A job's counts, summed over its counter rows. Items are counted once each by outcome;
+    reasons count failures (a retried item's every failed delivery, a permanent item once)."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)  # permanent items by status
+    records: int = 0  # records written (video rows for tiktok/videos)
+    deliveries: int = 0  # receives a worker recorded
+
+    @classmethod
+    def of(cls, rows: Iterable[Mapping[str, Any]]) -> Counts:
+        found = cls()
+        for row in rows:
+            for name, value in row.items():
+                # Numbers come back from DynamoDB as Decimal.
+                if not isinstance(value, numbers.Number) or isinstance(value, bool):
+                    continue
+                number = int(value)  # type: ignore[call-overload]
+                if name.startswith("n_"):
+                    found.outcomes[name[2:]] += number
+                elif name.startswith("r_"):
+                    found.reasons[name[2:]] += number
+                elif name.startswith("s_"):
+                    found.statuses[name[2:]] += number
+                elif name == "records":
+                    found.records += number
+                elif name == "deliveries":
+                    found.deliveries += number
+        return found
+
+    @property
+    def ok(self) -> int:
+        return self.outcomes["ok"]
+
+    @property
+    def permanent(self) -> int:
+        return sum(self.outcomes[status] for status in PERMANENT)
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.outcomes["dead_lettered"]
+
+    @property
+    def stale(self) -> int:
+        return self.outcomes["stale"]
+
+    @property
+    def ended(self) -> int:
+        """Items that need nothing more from a worker: settled, dead-lettered or stale."""
+        return self.ok + self.permanent + self.dead_lettered + self.stale
+
+    def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        return [(reason, count) for reason, count in self.reasons.most_common() if count > 0][:n]
+
+
+def job_state(producer: str, enqueued: int, counts: Counts) -> JobState:
+    """The job's state from its producer's status and its counts: done when the producer has
+    finished and every enqueued item is settled; failed when the producer failed for good, or
+    items are dead-lettered or stale with nothing left in flight; retrying while Lambda retries
+    a failed producer invocation; else running."""
+    if producer == "failed":
+        return "failed"
+    if producer == "retrying":
+        return "retrying"
+    if producer != "enqueued" or counts.ended < enqueued:
+        return "running"
+    return "failed" if counts.dead_lettered or counts.stale else "done"
+
+
+def expires_at(now: dt.datetime, ttl_days: int) -> int:
+    """The TTL attribute's value: epoch seconds."""
+    return int((now + dt.timedelta(days=ttl_days)).timestamp())

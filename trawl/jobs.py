@@ -1,0 +1,104 @@
+"""A job as users see it (docs/contract.md, "Commands"): its manifest (what the producer did)
+and its ledger counts (what became of its items), read with two requests whatever its size.
+`run`, `demo` and `status` all print this, so they print the same numbers for a job."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ledger.view import JobView, read_job
+from models import JobManifest
+from models.ledger import PERMANENT, Counts, job_state
+from producer.store import JobStore
+from trawl.local.stack import Stack
+
+
+@dataclass
+class JobSummary:
+    """One job. Items and records are kept apart: the item counts (`enqueued`, `written_ok`,
+    `written_permanent`, `dead_lettered`, `stale`, `in_flight`) count accounts for
+    tiktok/videos; `records` counts what was written (video rows for tiktok/videos)."""
+
+    job_id: str
+    input_key: str
+    platform: str | None
+    kind: str | None
+    status: str  # the producer's: running, retrying, enqueued, failed
+    message: str | None
+    rows: int
+    enqueued: int
+    duplicates: int
+    rejected: int
+    written_ok: int
+    written_permanent: int
+    dead_lettered: int
+    in_flight: int
+    output_prefix: str | None
+    data_dir: str | None
+    state: str = "running"
+    stale: int = 0
+    records: int = 0
+    permanent_by_status: dict[str, int] = field(default_factory=dict)
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # retryable and permanent alike
+    throttled: int = 0  # deliveries that failed on a 429/503
+
+    @classmethod
+    def of(cls, bucket: str, m: JobManifest, view: JobView | None, data_dir: str | None = None) -> JobSummary:
+        counts = view.counts if view is not None else Counts()
+        producer = m.producer_state(dt.datetime.now(dt.UTC))
+        prefix = (
+            f"s3://{bucket}/output/platform={m.platform}/kind={m.kind}/dt={m.job_date}/"
+            if m.platform
+            else None
+        )
+        return cls(
+            job_id=m.job_id,
+            input_key=m.input.key,
+            platform=m.platform,
+            kind=m.kind,
+            status=producer,
+            message=m.message,
+            rows=m.rows_read,
+            enqueued=m.enqueued,
+            duplicates=m.duplicates,
+            rejected=m.rejected,
+            written_ok=counts.ok,
+            written_permanent=counts.permanent,
+            dead_lettered=counts.dead_lettered,
+            in_flight=max(0, m.enqueued - counts.ended) if producer != "failed" else 0,
+            output_prefix=prefix,
+            data_dir=data_dir,
+            state=job_state(producer, m.enqueued, counts),
+            stale=counts.stale,
+            records=counts.records,
+            permanent_by_status={s: n for s, n in sorted(counts.outcomes.items()) if n and s in PERMANENT},
+            failure_reasons=dict(counts.top_reasons(10)),
+            throttled=counts.reasons["throttled"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "done"
+
+    @property
+    def settled(self) -> bool:
+        return self.state in ("done", "failed")
+
+
+def load_manifest(stack: Stack, job_id: str) -> JobManifest | None:
+    """The job's manifest, read the way the producer reads it."""
+    return JobStore(stack.endpoint.client("s3"), stack.bucket).load_manifest(job_id)
+
+
+def job_summary(stack: Stack, job_id: str, data_dir: str | None = None) -> JobSummary | None:
+    """The job's manifest and its ledger rows: two requests, whatever the job's size."""
+    manifest = load_manifest(stack, job_id)
+    if manifest is None:
+        return None
+    view = read_job(stack.endpoint.client("dynamodb"), stack.ledger_table, job_id)
+    return JobSummary.of(stack.bucket, manifest, view, data_dir)

@@ -1,0 +1,113 @@
+"""The local stand-in for a DynamoDB stream event source mapping (the ledger function's): reads
+the stream from its start, hands the function batches of records shaped as Lambda delivers
+them, and, as Lambda does, retries a failed batch from its first record until it succeeds, so
+no record is skipped or handed over out of order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from trawl.local.container import ContainerDied, ProcessContainer
+from trawl.local.stack import FunctionInfo, Stack, StreamSource
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often an idle stream is read again
+RETRY_S = 0.5  # a failed batch is retried after this
+
+
+def lambda_record(record: dict[str, Any], source: StreamSource, region: str) -> dict[str, Any]:
+    """A stream record as Lambda's event carries it: its ARN, and the creation time as epoch seconds."""
+    change = dict(record["dynamodb"])
+    created = change.get("ApproximateCreationDateTime")
+    if isinstance(created, dt.datetime):
+        change["ApproximateCreationDateTime"] = created.timestamp()
+    return {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": change,
+        "eventSourceARN": source.stream_arn,
+    }
+
+
+class StreamPoller:
+    def __init__(
+        self,
+        stack: Stack,
+        function: FunctionInfo,
+        source: StreamSource,
+        env: Callable[[], dict[str, str]],
+        stop: threading.Event,
+    ) -> None:
+        self._stack = stack
+        self._function = function
+        self._source = source
+        self._env = env
+        self._stop = stop
+        self._container: ProcessContainer | None = None
+        self.batches = 0
+        self.behind = 0  # records read but not yet handled
+
+    def run(self) -> None:
+        streams = self._stack.endpoint.client("dynamodbstreams")
+        try:
+            iterator = self._first_iterator(streams)
+            while not self._stop.is_set():
+                try:
+                    response = streams.get_records(ShardIterator=iterator, Limit=self._source.batch_size)
+                except Exception:
+                    if not self._stop.is_set():
+                        log.error("reading the ledger stream failed; reading on", exc_info=True)
+                    self._stop.wait(RETRY_S)
+                    continue
+                records = response.get("Records", [])
+                if records:
+                    self.behind = len(records)
+                    self._deliver(records)
+                    self.behind = 0
+                iterator = response.get("NextShardIterator") or iterator
+                if not records:
+                    self._stop.wait(POLL_S)
+        finally:
+            if self._container is not None:
+                self._container.close()
+
+    def _first_iterator(self, streams: Any) -> str:
+        shard = streams.describe_stream(StreamArn=self._source.stream_arn)["StreamDescription"]["Shards"][0]
+        found: str = streams.get_shard_iterator(
+            StreamArn=self._source.stream_arn,
+            ShardId=shard["ShardId"],
+            ShardIteratorType=self._source.starting_position,
+        )["ShardIterator"]
+        return found
+
+    def _deliver(self, records: list[dict[str, Any]]) -> None:
+        region = self._stack.endpoint.region
+        event = {"Records": [lambda_record(r, self._source, region) for r in records]}
+        while not self._stop.is_set():
+            try:
+                if self._container is None or not self._container.alive:
+                    self._container = ProcessContainer(self._function, self._env())
+                self._container.invoke(event)
+                self.batches += 1
+                return
+            except ContainerDied as lost:
+                level = logging.DEBUG if self._stop.is_set() else logging.ERROR
+                log.log(level, "%s; the batch is retried", lost)
+                self._container = None
+            except Exception:
+                level = logging.DEBUG if self._stop.is_set() else logging.ERROR
+                log.log(
+                    level,
+                    "%s failed on a batch of the stream; it is retried",
+                    self._function.name,
+                    exc_info=True,
+                )
+            self._stop.wait(RETRY_S)
