@@ -15,7 +15,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from models.ledger import OUTCOMES, REASONS
+from models.ledger import OUTCOMES, REASONS, item_of
 
 _deserialise = TypeDeserializer().deserialize
 
@@ -58,9 +58,7 @@ def read(records: Iterable[Mapping[str, Any]]) -> Batch:
         if not pk.startswith("ITEM#") or record.get("eventName") == "REMOVE":
             continue  # counter rows, batch markers, and item rows expiring (TTL): no count changes
         old, new = _image(record, "OldImage"), _image(record, "NewImage")
-        job_id = str(new.get("job_id") or "")
-        if not job_id:
-            continue
+        job_id, _ = item_of(pk)
         delta: Counter[str] = Counter()
         was, now = old.get("outcome"), new.get("outcome")
         if was != now:
@@ -71,7 +69,7 @@ def read(records: Iterable[Mapping[str, Any]]) -> Batch:
         delta["records"] += _number(new, "records") - _number(old, "records")
         if new.get("last_delivery") != old.get("last_delivery"):
             delta["deliveries"] += 1
-            reason = new.get("last_reason")
+            reason = (new.get("info") or {}).get("reason")
             if reason in REASONS:
                 delta[f"r_{reason}"] += 1
         delta = Counter({name: amount for name, amount in delta.items() if amount})

@@ -57,32 +57,36 @@ class Finisher:
         announced = []
         for job_id in sorted(job_ids):
             view = read_job(self._db, self._table, job_id)
-            if view is None:
-                continue
-            state = view.state((producer_states or {}).get(job_id))
-            if state not in ("done", "failed") or view.job.get("finished_state") == state:
-                continue
-            detail = summary(view, state, self._stack)
-            # Announce first, then note it: a crash between the two announces twice, never not at all.
-            self._events.put_events(
-                Entries=[
-                    {
-                        "Source": SOURCE,
-                        "DetailType": DETAIL_TYPE,
-                        "Detail": json.dumps(detail, default=str),
-                        "EventBusName": "default",
-                    }
-                ]
-            )
-            self._db.update_item(
-                TableName=self._table,
-                Key={k: {"S": v} for k, v in job_key(job_id).items()},
-                UpdateExpression="SET finished_state = :state, finished_at = :now",
-                ExpressionAttributeValues={
-                    ":state": {"S": state},
-                    ":now": {"S": dt.datetime.now(dt.UTC).isoformat()},
-                },
-            )
-            logger.info("job finished", job_id=job_id, state=state, summary=detail)
-            announced.append(job_id)
+            if view is not None and self.announce(view, (producer_states or {}).get(job_id)):
+                announced.append(job_id)
         return announced
+
+    def announce(self, view: JobView, producer_state: str | None = None) -> bool:
+        """Announce the job if it has settled since it was last announced."""
+        job_id = str(view.job["job_id"])
+        state = view.state(producer_state)
+        if state not in ("done", "failed") or view.job.get("finished_state") == state:
+            return False
+        detail = summary(view, state, self._stack)
+        # Announce first, then note it: a crash between the two announces twice, never not at all.
+        self._events.put_events(
+            Entries=[
+                {
+                    "Source": SOURCE,
+                    "DetailType": DETAIL_TYPE,
+                    "Detail": json.dumps(detail, default=str),
+                    "EventBusName": "default",
+                }
+            ]
+        )
+        self._db.update_item(
+            TableName=self._table,
+            Key={k: {"S": v} for k, v in job_key(job_id).items()},
+            UpdateExpression="SET finished_state = :state, finished_at = :now",
+            ExpressionAttributeValues={
+                ":state": {"S": state},
+                ":now": {"S": dt.datetime.now(dt.UTC).isoformat()},
+            },
+        )
+        logger.info("job finished", job_id=job_id, state=state, summary=detail)
+        return True

@@ -17,6 +17,7 @@ from ledger.counts import CountWriter
 from ledger.finish import Finisher
 from ledger.reconcile import Reconciler
 from ledger.settings import LedgerSettings
+from ledger.view import read_job
 from models.runtime import client_factory
 
 logger = Logger(service="trawl")
@@ -25,6 +26,7 @@ logger = Logger(service="trawl")
 @dataclass
 class LedgerDeps:
     settings: LedgerSettings
+    dynamodb: Any
     counts: CountWriter
     finisher: Finisher
     reconciler: Reconciler
@@ -36,7 +38,8 @@ def build_deps(env: Mapping[str, str]) -> LedgerDeps:
     dynamodb = client("dynamodb")
     return LedgerDeps(
         settings=settings,
-        counts=CountWriter(dynamodb, settings.table, settings.count_rows),
+        dynamodb=dynamodb,
+        counts=CountWriter(dynamodb, settings.table),
         finisher=Finisher(dynamodb, client("events"), settings.table, settings.stack_name),
         reconciler=Reconciler(settings, dynamodb, client("sqs"), client("s3")),
     )
@@ -56,10 +59,14 @@ def handle(event: Mapping[str, Any], context: Any, deps: LedgerDeps) -> dict[str
     batch = changes.read(event.get("Records", []))
     committed = deps.counts.apply(batch)
     try:
-        deps.finisher.check(batch.jobs)
+        for job_id in sorted(batch.jobs):
+            view = read_job(deps.dynamodb, deps.settings.table, job_id)
+            if view is not None:
+                deps.counts.fold(job_id, view.rows)
+                deps.finisher.announce(view)
     except Exception:
-        # Committed counts are never retried for this (the batch would be read again); the
-        # reconcile pass announces what this missed.
+        # Never fail a batch whose counts are written (it would be read again, for nothing): the
+        # reconcile pass announces what this missed, and the next batch folds.
         logger.exception("could not check the jobs for an end", extra={"jobs": len(batch.jobs)})
     return {"committed": committed, "jobs": len(batch.jobs)}
 

@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger
 from ledger.settings import LedgerSettings
 from ledger.view import read_job, recent_jobs
 from models import JobManifest
-from models.ledger import expires_at, item_key, open_index_key
+from models.ledger import expires_at, item_key, item_of, open_index_key
 
 logger = Logger(service="trawl", child=True)
 
@@ -133,9 +133,7 @@ class Reconciler:
         # A body that passes as a WorkItem was dead-lettered by crashes; else it never parsed.
         reason = "unseen" if {"target", "source", "kind"} <= set(body) else "malformed_message"
         token = f"dlq:{message['MessageId']}"
-        if self._mark(
-            str(body["job_id"]), str(body["item_key"]), platform, "dead_lettered", reason, token, now
-        ):
+        if self._mark(str(body["job_id"]), str(body["item_key"]), "dead_lettered", reason, token, now):
             result.dead_lettered += 1
 
     def _past_retention(self, job: dict[str, Any], now: dt.datetime) -> bool:
@@ -155,19 +153,19 @@ class Reconciler:
             request = {
                 self._settings.table: {
                     "Keys": [{k: {"S": v} for k, v in item_key(job_id, key).items()} for key in chunk],
-                    "ProjectionExpression": "item_key, outcome",
+                    "ProjectionExpression": "pk, outcome",
                 }
             }
             known: dict[str, str] = {}
             while request:
                 response = self._db.batch_get_item(RequestItems=request)
                 for row in response.get("Responses", {}).get(self._settings.table, []):
-                    known[row["item_key"]["S"]] = row.get("outcome", {}).get("S", "")
+                    known[item_of(row["pk"]["S"])[1]] = row.get("outcome", {}).get("S", "")
                 request = response.get("UnprocessedKeys") or {}
             for key in chunk:
                 if known.get(key, "pending") == "pending":
                     token = f"stale:{job_id}"
-                    marked += self._mark(job_id, key, str(job.get("platform")), "stale", "unseen", token, now)
+                    marked += self._mark(job_id, key, "stale", "unseen", token, now)
         return marked
 
     def _job_items(self, job_id: str, job: dict[str, Any]) -> list[str]:
@@ -177,29 +175,30 @@ class Reconciler:
             with sqlite3.connect(path) as db:
                 return [row[0] for row in db.execute("SELECT key FROM seen")]
 
-    def _mark(
-        self, job_id: str, key: str, platform: str, outcome: str, reason: str, token: str, now: dt.datetime
-    ) -> bool:
+    def _mark(self, job_id: str, key: str, outcome: str, reason: str, token: str, now: dt.datetime) -> bool:
         """An item's outcome, found by the pass: only an item no worker settled or dead-lettered."""
         try:
             self._db.update_item(
                 TableName=self._settings.table,
                 Key={k: {"S": v} for k, v in item_key(job_id, key).items()},
                 UpdateExpression=(
-                    "SET outcome = :outcome, job_id = :job, item_key = :key, platform = :platform, "
-                    "last_delivery = :token, last_reason = :reason, last_error = :error, "
-                    "updated_at = :now, expires_at = :ttl, open_pk = :open, open_sk = :key"
+                    "SET outcome = :outcome, last_delivery = :token, info = :info, expires_at = :ttl, "
+                    "open_pk = :open, open_sk = :key"
                 ),
                 ConditionExpression="attribute_not_exists(outcome) OR outcome = :pending",
                 ExpressionAttributeValues={
                     ":outcome": {"S": outcome},
-                    ":job": {"S": job_id},
                     ":key": {"S": key},
-                    ":platform": {"S": platform},
                     ":token": {"S": token},
-                    ":reason": {"S": reason},
-                    ":error": {"S": f"found by the reconcile pass: no worker saw this item's end ({reason})"},
-                    ":now": {"S": now.isoformat()},
+                    ":info": {
+                        "M": {
+                            "updated_at": {"S": now.isoformat()},
+                            "reason": {"S": reason},
+                            "error": {
+                                "S": f"found by the reconcile pass: no worker saw this item end ({reason})"
+                            },
+                        }
+                    },
                     ":ttl": {"N": str(expires_at(now, self._settings.ttl_days))},
                     ":open": {"S": open_index_key(job_id, outcome)},
                     ":pending": {"S": "pending"},

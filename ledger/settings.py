@@ -14,9 +14,6 @@ class LedgerSettings(BaseModel):
     work_queues: dict[str, str] = Field(default_factory=dict)  # platform -> work queue URL
     data_bucket: str | None = None
     ttl_days: int = Field(default=30, ge=1)
-    # Counter rows per job: each batch of changes adds to one of them, at random, so concurrent
-    # batches (one per stream shard) rarely meet on one row; reads sum them.
-    count_rows: int = Field(default=8, ge=1, le=64)
     # Jobs the reconcile pass looks at: those created within this many days.
     reconcile_days: int = Field(default=15, ge=1)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from models.ledger import Counts, JobState, job_state, open_index_key
+from models.ledger import Counts, JobState, counted_rows, item_of, job_state, open_index_key
 
 _deserialise = TypeDeserializer().deserialize
 
@@ -22,6 +22,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 class JobView:
     job: dict[str, Any]  # the job's row, as its producer last wrote it
     counts: Counts
+    rows: list[dict[str, Any]]  # its delta and fold rows, in key order
 
     @property
     def producer(self) -> str:
@@ -58,7 +59,8 @@ def read_job(dynamodb: Any, table: str, job_id: str) -> JobView | None:
     job = next((row for row in rows if row.get("sk") == "JOB"), None)
     if job is None:
         return None
-    return JobView(job, Counts.of(row for row in rows if str(row.get("sk", "")).startswith("COUNT#")))
+    kept = [row for row in rows if str(row.get("sk", "")).startswith(("FOLD#", "DELTA#"))]
+    return JobView(job, Counts.of(counted_rows(kept)), kept)
 
 
 def recent_jobs(dynamodb: Any, table: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -77,7 +79,8 @@ def recent_jobs(dynamodb: Any, table: str, limit: int = 20) -> list[dict[str, An
 def open_items(
     dynamodb: Any, table: str, job_id: str, outcome: str, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """A job's dead_lettered (or stale) items, with their last reason, from the sparse index."""
+    """A job's dead_lettered (or stale) items, from the sparse index: item_key, outcome, the
+    last reason and error, receives."""
     response = dynamodb.query(
         TableName=table,
         IndexName="open",
@@ -85,4 +88,16 @@ def open_items(
         ExpressionAttributeValues={":open": {"S": open_index_key(job_id, outcome)}},
         Limit=limit,
     )
-    return [_plain(item) for item in response.get("Items", [])]
+    found = []
+    for item in map(_plain, response.get("Items", [])):
+        info = item.get("info") or {}
+        found.append(
+            {
+                "item_key": item_of(str(item["pk"]))[1],
+                "outcome": outcome,
+                "reason": info.get("reason"),
+                "error": info.get("error"),
+                "receives": int(item.get("receives", 0)),
+            }
+        )
+    return found

@@ -3,9 +3,9 @@ computation of a job's counts and state from them, shared by everything that rea
 the ledger (workers, producer, the ledger function, the CLI). Pure: no AWS calls.
 
 - `JOB#<job_id>` / `JOB`: the job, as its producer last wrote it (the manifest's counts).
-- `JOB#<job_id>` / `COUNT#<stream shard>`: the job's counts, summed from item changes by the
-  ledger function; a job has one per stream shard its items' changes went through, and its
-  counts are their sum.
+- `JOB#<job_id>` / `DELTA#<sequence>` and `FOLD#<delta>`: the job's counts, summed from its
+  items' changes by the ledger function (ledger/counts.py): one delta row per run of changes,
+  folded as they pile up. A job's counts are the sum of `counted_rows`.
 - `ITEM#<job_id>#<item_key>` / `ITEM`: one item's current outcome. Each item has a partition of
   its own, so a hot job's writes spread over the table; the counts never live on an item row."""
 
@@ -25,6 +25,8 @@ OUTCOMES = ("pending", "ok", *PERMANENT, "dead_lettered", "stale")
 SETTLED = ("ok", *PERMANENT)
 # Outcomes a new delivery may still change (a re-driven item goes from dead_lettered to pending).
 OPEN = ("pending", "dead_lettered", "stale")
+# Outcomes listed in the sparse index: the items a person has to look at.
+NEEDS_A_PERSON = ("dead_lettered", "stale")
 # Failure reasons counted per job: the workers' retryable reasons, each permanent status, and
 # the two the reconcile pass finds (an item that left the queue unseen; a message that does not
 # parse). A fixed vocabulary, so the job's counters stay a bounded set.
@@ -51,12 +53,41 @@ def job_key(job_id: str) -> dict[str, str]:
     return {"pk": f"JOB#{job_id}", "sk": "JOB"}
 
 
-def count_key(job_id: str, shard: str) -> dict[str, str]:
-    return {"pk": f"JOB#{job_id}", "sk": f"COUNT#{shard}"}
+def delta_key(job_id: str, first_sequence: str) -> dict[str, str]:
+    """A delta row: one run of a job's changes, keyed by its first stream sequence number
+    (zero-padded, so the rows sort in stream order)."""
+    return {"pk": f"JOB#{job_id}", "sk": f"DELTA#{int(first_sequence):040d}"}
+
+
+def fold_key(job_id: str, first_delta: str) -> dict[str, str]:
+    """A fold row: the sums of a job's delta rows from `first_delta` (a delta row's sk) to its
+    `last_delta`."""
+    return {"pk": f"JOB#{job_id}", "sk": f"FOLD#{first_delta}"}
+
+
+def counted_rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows of a job partition whose counts count: every fold, and every delta no fold
+    covers (a fold's deltas may outlive it for a moment: they are deleted after it is written)."""
+    rows = list(rows)
+    folds = [r for r in rows if str(r.get("sk", "")).startswith("FOLD#")]
+    covered = [(str(f["sk"])[len("FOLD#") :], str(f["last_delta"])) for f in folds]
+    deltas = [
+        r
+        for r in rows
+        if str(r.get("sk", "")).startswith("DELTA#")
+        and not any(first <= str(r["sk"]) <= last for first, last in covered)
+    ]
+    return folds + deltas
 
 
 def item_key(job_id: str, key: str) -> dict[str, str]:
     return {"pk": f"ITEM#{job_id}#{key}", "sk": "ITEM"}
+
+
+def item_of(pk: str) -> tuple[str, str]:
+    """(job_id, item_key) of an item row's partition key (neither holds a '#')."""
+    _, job_id, key = pk.split("#", 2)
+    return job_id, key
 
 
 def open_index_key(job_id: str, outcome: str) -> str:
@@ -94,7 +125,7 @@ class Counts:
         for row in rows:
             for name, value in row.items():
                 # Numbers come back from DynamoDB as Decimal.
-                if not isinstance(value, numbers.Number) or isinstance(value, bool):
+                if not isinstance(value, numbers.Number) or isinstance(value, bool) or name == "last":
                     continue
                 number = int(value)  # type: ignore[call-overload]
                 if name.startswith("n_"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -33,7 +35,8 @@ def manifest(local: LocalSession, job_id: str) -> JobManifest:
 
 
 def records(local: LocalSession, job_id: str) -> dict[str, dict[str, Any]]:
-    """item_key -> record, for every output object of the job (any partition)."""
+    """item_key -> record, for every output object of the job (any partition). An item with two
+    objects (under two keys) fails the calling test here: a dict could not show it."""
     s3 = local.stack.endpoint.client("s3")
     found: dict[str, dict[str, Any]] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=local.stack.bucket, Prefix="output/"):
@@ -43,6 +46,10 @@ def records(local: LocalSession, job_id: str) -> dict[str, dict[str, Any]]:
                 continue
             record = json.loads(s3.get_object(Bucket=local.stack.bucket, Key=obj["Key"])["Body"].read())
             record["_key"] = obj["Key"]
+            earlier = found.get(record["item_key"])
+            assert earlier is None, (
+                f"{record['item_key']} has two objects: {earlier and earlier['_key']}, {obj['Key']}"
+            )
             found[record["item_key"]] = record
     return found
 
@@ -94,3 +101,76 @@ def process_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+@contextmanager
+def count_requests() -> Iterator[list[str]]:
+    """Every AWS request any client made in the block (clients created in it), as "service.Operation"."""
+    import boto3
+
+    made: list[str] = []
+
+    def sent(request: Any, event_name: str, **_: Any) -> None:
+        service, operation = event_name.split(".")[1:3]
+        made.append(f"{service}.{operation}")
+
+    events = boto3._get_default_session().events
+    events.register("before-send", sent)
+    try:
+        yield made
+    finally:
+        events.unregister("before-send", sent)
+
+
+def seed_job(local: LocalSession, items: int, platform: str = "tiktok") -> str:
+    """A finished job of `items` items written into the stack directly, without running it: its
+    manifest, its ledger row and one ledger row per item (settled ok), whose counts the ledger
+    function then sums as it would a real job's. Its id."""
+    import datetime as dt
+    import hashlib
+    import time
+
+    from models import ObjectRef
+    from models.ledger import item_key
+    from producer.ledger import JobRows
+    from producer.store import JobStore
+    from trawl.jobs import job_summary
+
+    job_id = hashlib.sha256(f"seeded-{items}-{time.time_ns()}".encode()).hexdigest()[:16]
+    now = dt.datetime.now(dt.UTC)
+    manifest = JobManifest(
+        job_id=job_id,
+        input=ObjectRef(
+            bucket=local.stack.bucket, key=f"input/{platform}/account/seeded-{items}.csv", etag="e"
+        ),
+        platform=platform,
+        kind="account",
+        job_date=now.date(),
+        created_at=now,
+        updated_at=now,
+        status="enqueued",
+        rows_read=items,
+        enqueued=items,
+    )
+    s3, dynamodb = local.stack.endpoint.client("s3"), local.stack.endpoint.client("dynamodb")
+    JobStore(s3, local.stack.bucket).write_manifest(manifest, None)
+    JobRows(dynamodb, local.stack.ledger_table).write(manifest)
+    rows = [
+        {
+            **{k: {"S": v} for k, v in item_key(job_id, f"seeded{n:06d}").items()},
+            "outcome": {"S": "ok"},
+            "last_delivery": {"S": f"seed:{n}"},
+            "receives": {"N": "1"},
+            "records": {"N": "1"},
+            "info": {"M": {"updated_at": {"S": now.isoformat()}}},
+        }
+        for n in range(items)
+    ]
+    for start in range(0, len(rows), 25):
+        chunk = [{"PutRequest": {"Item": row}} for row in rows[start : start + 25]]
+        dynamodb.batch_write_item(RequestItems={local.stack.ledger_table: chunk})
+    deadline = time.monotonic() + 120
+    while (found := job_summary(local.stack, job_id)) is None or found.written_ok < items:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)
+    return job_id

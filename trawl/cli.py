@@ -435,6 +435,7 @@ def up(
     with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
         session: LocalSession = ctx.enter_context(local_session(faults=spec, upstreams=upstreams))
         session.runtime.watch_uploads()
+        session.runtime.announce_finished_jobs(_show_finished)
         state = UpState(
             session.aws.endpoint.url or "",
             session.sandbox.url,
@@ -462,6 +463,19 @@ def up(
                 time.sleep(3600)
         except KeyboardInterrupt:
             out.print("stopping")
+
+
+def _show_finished(detail: dict[str, object]) -> None:
+    """One line in `trawl up`'s log per `Job Finished` event."""
+    colour = _STATE_COLOURS.get(str(detail.get("state")), "yellow")
+    reasons = detail.get("failure_reasons") or {}
+    why = " · ".join(f"{r} {n}" for r, n in reasons.items()) if isinstance(reasons, dict) else ""
+    out.print(
+        f"job {detail.get('job_id')} finished [{colour}]{detail.get('state')}[/]: {detail.get('platform')}/"
+        f"{detail.get('kind')} {detail.get('input_key')} · ok {detail.get('written_ok')} · permanent "
+        f"{detail.get('written_permanent')} · dead-lettered {detail.get('dead_lettered')}"
+        + (f" · reasons: {why}" if why else "")
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -514,24 +528,13 @@ def status(
         raise typer.Exit(2) from exc
     needing = dead_lettered_items(target, job) if items else []
     if as_json:
-        payload = found.to_dict() | ({"items": [_item_line(i) for i in needing]} if items else {})
+        payload = found.to_dict() | ({"items": needing} if items else {})
         typer.echo(json.dumps(payload, indent=2, default=str))
     else:
         _render(found)
         for item in needing:
-            line = _item_line(item)
-            out.print(f"    {line['item_key']}  {line['outcome']}  {line['reason']}: {line['error']}")
+            out.print(f"    {item['item_key']}  {item['outcome']}  {item['reason']}: {item['error']}")
     raise typer.Exit({"done": 0, "failed": 1}.get(found.state, 3))
-
-
-def _item_line(row: dict[str, object]) -> dict[str, object]:
-    return {
-        "item_key": row.get("item_key"),
-        "outcome": row.get("outcome"),
-        "reason": row.get("last_reason"),
-        "error": row.get("last_error"),
-        "receives": row.get("receives"),
-    }
 
 
 def _print_recent(jobs: list[dict[str, object]], as_json: bool) -> None:

@@ -624,7 +624,10 @@ class _Handler(BaseHTTPRequestHandler):
         return reply
 
     def _posts(self, params: Mapping[str, str]) -> Reply:
-        return tikapi_posts(params) if self._tikapi_key_ok() else _tik_error(403, "Invalid API key")
+        if not self._tikapi_key_ok():
+            return _tik_error(403, "Invalid API key")
+        self.server.sandbox._hold(params)
+        return tikapi_posts(params)
 
     def _extract(self, query: object) -> Reply:
         if not zyte_key_ok(self.headers.get("Authorization"), self.server.sandbox.zyte_key):
@@ -720,6 +723,8 @@ class SandboxServer:
         self._stats: Counter[str] = Counter(requests=0)
         self._attempts: Counter[tuple[str, str, str]] = Counter()
         self._usernames_by_id: dict[str, str] = {}
+        self._held_from: int | None = None
+        self._released = threading.Event()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -791,6 +796,38 @@ class SandboxServer:
         """Requests served on the upstream paths, and how many got each injected fault kind."""
         with self._lock:
             return dict(self._stats)
+
+    def calls(self) -> Counter[tuple[str, str, str]]:
+        """Requests served per (method, path, target): how often each item was fetched."""
+        with self._lock:
+            return Counter(self._attempts)
+
+    def hold_posts(self, from_page: int) -> None:
+        """Hold back every /public/posts page from page `from_page` (0 is the newest) until
+        release_posts(): a job with long accounts then stays running for as long as a test wants."""
+        with self._lock:
+            self._held_from, self._released = from_page, threading.Event()
+
+    def release_posts(self) -> None:
+        with self._lock:
+            self._held_from = None
+            self._released.set()
+
+    def _hold(self, params: Mapping[str, str]) -> None:
+        with self._lock:
+            held_from, released = self._held_from, self._released
+        if held_from is None:
+            return
+        username = decode_sec_uid(params.get("secUid", ""))
+        cursor = params.get("cursor") or ""
+        if username is None or not cursor.isdigit() or not int(cursor):
+            page = 0
+        else:
+            total = video_count(username)
+            start = _first_older(username, total, _cadence_s(username, total), int(cursor))
+            page = start // max(1, int(params.get("count", "30") or 30))
+        while page >= held_from and not released.wait(0.2) and not self._stopping.is_set():
+            pass
 
     def _draw(self, method: str, path: str, target: str) -> tuple[Faults, str | None]:
         with self._lock:

@@ -23,9 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from models import OutputRecord, WorkItem
-from models.ledger import Delivery
+from models.ledger import SETTLED, Delivery
 from workers.fetchers import Fetched, Fetcher, Found
-from workers.ledger import Ledger, Outcome
+from workers.ledger import Ledger, Outcome, Row
 from workers.output import RecordWriter
 from workers.settings import WorkerSettings
 from workers.upstream import Permanent, Retryable
@@ -66,7 +66,7 @@ class _Invocation:
     budget: Budget
     warned: set[str] = field(default_factory=set)  # setup problems already logged this invocation
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
-    settled: set[tuple[str, str]] = field(default_factory=set)
+    known: dict[tuple[str, str], Row] = field(default_factory=dict)  # the ledger's rows, read first
 
 
 def backoff_seconds(receive_count: int, retry_after: float | None, base: int, cap: int) -> int:
@@ -86,7 +86,7 @@ async def process_batch(
     s = deps.settings
     run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
     items = {r.messageId: _item(r) for r in records}
-    run.settled = await _settled(run, [i for i in items.values() if i is not None])
+    run.known = await _rows(run, [i for i in items.values() if i is not None])
     results = await asyncio.gather(*(_process(run, record, items[record.messageId]) for record in records))
     failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
     logger.info("batch done", extra={"size": len(records), "failed": len(failures), **run.counts})
@@ -104,17 +104,17 @@ def _item(record: SqsRecord) -> WorkItem | None:
         return None
 
 
-async def _settled(run: _Invocation, items: list[WorkItem]) -> set[tuple[str, str]]:
-    """The items of the batch whose outcome the ledger holds as settled: they are not fetched
-    again (a duplicate delivery, or a redelivery after the record was written). Without an
-    answer from the ledger every item is fetched: records are idempotent."""
+async def _rows(run: _Invocation, items: list[WorkItem]) -> dict[tuple[str, str], Row]:
+    """What the ledger holds for the items of the batch. A settled one is not fetched again (a
+    duplicate delivery, or a redelivery after the record was written). Without an answer from
+    the ledger every item is fetched: records are idempotent."""
     if run.deps.ledger is None or not items:
-        return set()
+        return {}
     try:
-        return await asyncio.to_thread(run.deps.ledger.settled, [(i.job_id, i.item_key) for i in items])
+        return await asyncio.to_thread(run.deps.ledger.rows, [(i.job_id, i.item_key) for i in items])
     except (BotoCoreError, ClientError) as exc:
         logger.warning("could not read the ledger; fetching every item", extra={"error": _aws_error(exc)})
-        return set()
+        return {}
 
 
 def _publish(platform: str, counts: dict[str, int]) -> None:
@@ -158,7 +158,7 @@ async def _process(run: _Invocation, record: SqsRecord, item: WorkItem | None) -
     if fetcher is None or item.platform != run.deps.settings.platform:
         logger.error("message for another worker", extra={"kind": item.kind, **delivery.log})
         return False
-    if (item.job_id, item.item_key) in run.settled:
+    if _done_before(item, run.known.get((item.job_id, item.item_key), {})):
         run.counts["already_settled"] += 1
         return True
     try:
@@ -201,6 +201,14 @@ async def _fetch_and_store(run: _Invocation, delivery: _Delivery, fetcher: Fetch
     return await _store(run, delivery, _write_found(run, item, fetched), outcome, _counted(status))
 
 
+def _done_before(item: WorkItem, row: Row) -> bool:
+    """The ledger says this message's work is done: the item is settled, or (tiktok/videos) the
+    pages from this message's first on were written and counted already."""
+    if row.get("outcome") in SETTLED:
+        return True
+    return item.kind == "videos" and "page_from" in row and int(row["page_from"]) >= item.page
+
+
 def _page(item: WorkItem) -> int | None:
     """For tiktok/videos, which page the delivery started at (so each page's records are
     counted once); other kinds write their one record with the outcome itself."""
@@ -234,9 +242,8 @@ async def _record(run: _Invocation, delivery: _Delivery, outcome: Outcome) -> No
     if ledger is None:
         return
     item = delivery.item
-    await asyncio.to_thread(
-        ledger.record, item.job_id, item.item_key, item.platform, delivery.ledger_delivery, outcome
-    )
+    old = run.known.get((item.job_id, item.item_key))
+    await asyncio.to_thread(ledger.record, item.job_id, item.item_key, delivery.ledger_delivery, outcome, old)
 
 
 def _aws_error(exc: Exception) -> str:

@@ -1,7 +1,18 @@
-"""The worker's side of the job ledger: which items of a batch are settled already (so none is
-fetched again), and each item's outcome, one conditional UpdateItem per delivery. The counts
-are not written here: the ledger function sums them from these rows' changes, so an outcome
-that does not change (a duplicate delivery, a write retried) changes no count."""
+"""The worker's side of the job ledger: each item's row, read for the whole batch before any
+fetch (a settled item is not fetched again), and its new state after each delivery, written
+in one conditional PutItem. The counts are not written here: the ledger function sums them from
+these rows' changes, so an outcome that does not change (a duplicate delivery, a write retried)
+changes no count.
+
+An item row holds: outcome, last_delivery (the delivery last written, so one is never written
+twice, and the row's version for the conditional write), receives and records, info (when, and
+why the last delivery failed), expires_at (its TTL), page_from (tiktok/videos: the page its last
+counted message started at), and while dead-lettered or stale the sparse index's keys. Its job
+and item key are in its partition key.
+
+Why a Put conditioned on the version read, not an UpdateItem with the rules in its condition:
+the same one-item atomic write, but the rules read as plain Python, and an UpdateItem of this
+many clauses costs the embedded DynamoDB (moto) four times a Put."""
 
 from __future__ import annotations
 
@@ -9,11 +20,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from models.ledger import OPEN, SETTLED, Delivery, expires_at, item_key, open_index_key
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-_OPEN_VALUES = {f":open{i}": {"S": outcome} for i, outcome in enumerate(OPEN)}
-_STILL_OPEN = f"(attribute_not_exists(outcome) OR outcome IN ({', '.join(_OPEN_VALUES)}))"
-_NEW_DELIVERY = "(attribute_not_exists(last_delivery) OR last_delivery <> :delivery)"
+from models.ledger import NEEDS_A_PERSON, OPEN, Delivery, expires_at, item_key, item_of, open_index_key
+
+_serialise = TypeSerializer().serialize
+_deserialise = TypeDeserializer().deserialize
+WRITE_TRIES = 3  # a row changed between read and write (a duplicate delivery): read, decide again
+
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -27,88 +42,85 @@ class Outcome:
     page: int | None = None  # tiktok/videos: the page a delivery that wrote records started at
 
 
+def next_row(
+    old: Row | None, job_id: str, key: str, delivery: Delivery, what: Outcome, now: dt.datetime, ttl_days: int
+) -> Row | None:
+    """The item's row after this delivery, or None when the delivery changes nothing: the item
+    is settled already, this very delivery was written before, or (tiktok/videos) its page's
+    records were counted before."""
+    old = old or {}
+    if old.get("outcome") not in (None, *OPEN) or old.get("last_delivery") == delivery.token:
+        return None
+    if what.page is not None and "page_from" in old and int(old["page_from"]) >= what.page:
+        return None
+    info: Row = {"updated_at": now.isoformat()}
+    if what.reason is not None:
+        info |= {"reason": what.reason, "error": (what.detail or what.reason)[:500]}
+    row: Row = {
+        **item_key(job_id, key),
+        "outcome": what.outcome,
+        "last_delivery": delivery.token,
+        "receives": int(old.get("receives", 0)) + 1,
+        "records": int(old.get("records", 0)) + what.records,
+        "info": info,
+        "expires_at": expires_at(now, ttl_days),
+    }
+    page = what.page if what.page is not None else old.get("page_from")
+    if page is not None:
+        row["page_from"] = int(page)
+    if what.outcome in NEEDS_A_PERSON:
+        row |= {"open_pk": open_index_key(job_id, what.outcome), "open_sk": key}
+    return row
+
+
 class Ledger:
     def __init__(self, dynamodb: Any, table: str, ttl_days: int) -> None:
         self._db = dynamodb
         self._table = table
         self._ttl_days = ttl_days
 
-    def settled(self, job_id_keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The (job_id, item_key) pairs whose outcome is settled already."""
-        found: set[tuple[str, str]] = set()
+    def rows(self, job_id_keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        """The rows the ledger has for these (job_id, item_key) pairs."""
+        found: dict[tuple[str, str], Row] = {}
         wanted = list(dict.fromkeys(job_id_keys))
         for start in range(0, len(wanted), 100):
-            keys: list[dict[str, Any]] = [
-                {k: {"S": v} for k, v in item_key(job, key).items()}
-                for job, key in wanted[start : start + 100]
-            ]
-            request = {self._table: {"Keys": keys, "ProjectionExpression": "job_id, item_key, outcome"}}
+            keys = [_wire(item_key(job, key)) for job, key in wanted[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys}}
             while request:
                 response = self._db.batch_get_item(RequestItems=request)
-                for row in response.get("Responses", {}).get(self._table, []):
-                    if row.get("outcome", {}).get("S") in SETTLED:
-                        found.add((row["job_id"]["S"], row["item_key"]["S"]))
+                for item in response.get("Responses", {}).get(self._table, []):
+                    row = {name: _deserialise(value) for name, value in item.items()}
+                    found[item_of(str(row["pk"]))] = row
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def record(self, job_id: str, key: str, platform: str, delivery: Delivery, what: Outcome) -> bool:
-        """Write this delivery's outcome; False when the item was settled already (or this very
-        delivery was written before), so nothing changed."""
-        now = dt.datetime.now(dt.UTC)
-        names = {"#records": "records"}
-        values: dict[str, Any] = {
-            ":delivery": {"S": delivery.token},
-            ":outcome": {"S": what.outcome},
-            ":job": {"S": job_id},
-            ":key": {"S": key},
-            ":platform": {"S": platform},
-            ":now": {"S": now.isoformat()},
-            ":ttl": {"N": str(expires_at(now, self._ttl_days))},
-            ":one": {"N": "1"},
-            ":records": {"N": str(what.records)},
-            **_OPEN_VALUES,
-        }
-        sets = [
-            "outcome = :outcome",
-            "job_id = :job",
-            "item_key = :key",
-            "platform = :platform",
-            "last_delivery = :delivery",
-            "updated_at = :now",
-            "expires_at = :ttl",
-        ]
-        adds = ["receives :one", "#records :records"]
-        removes = []
-        condition = f"{_STILL_OPEN} AND {_NEW_DELIVERY}"
-        if what.reason is not None:
-            sets += ["last_reason = :reason", "last_error = :error"]
-            values[":reason"] = {"S": what.reason}
-            values[":error"] = {"S": (what.detail or what.reason)[:500]}
-        else:  # a delivery that succeeded: no failure of it to count
-            removes += ["last_reason", "last_error"]
-        if what.outcome in ("dead_lettered", "stale"):
-            sets += ["open_pk = :open_pk", "open_sk = :key"]
-            values[":open_pk"] = {"S": open_index_key(job_id, what.outcome)}
-        else:
-            removes += ["open_pk", "open_sk"]
-        if what.page is not None:
-            # tiktok/videos: an account's records come a few pages per message; each message's
-            # are added once, however often it is delivered.
-            sets.append("page_from = :page")
-            condition += " AND (attribute_not_exists(page_from) OR page_from < :page)"
-            values[":page"] = {"N": str(what.page)}
-        expression = f"SET {', '.join(sets)} ADD {', '.join(adds)}"
-        if removes:
-            expression += f" REMOVE {', '.join(removes)}"
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={k: {"S": v} for k, v in item_key(job_id, key).items()},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+    def record(self, job_id: str, key: str, delivery: Delivery, what: Outcome, old: Row | None) -> bool:
+        """Write this delivery's outcome over the row read before (`old`); False when it
+        changes nothing. If the row changed meanwhile, it is read again and decided again."""
+        for _ in range(WRITE_TRIES):
+            row = next_row(old, job_id, key, delivery, what, dt.datetime.now(dt.UTC), self._ttl_days)
+            if row is None:
+                return False
+            if old is None:
+                condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            else:
+                condition = {
+                    "ConditionExpression": "last_delivery = :version",
+                    "ExpressionAttributeValues": {":version": {"S": str(old["last_delivery"])}},
+                }
+            try:
+                self._db.put_item(TableName=self._table, Item=_wire(row), **condition)
+            except self._db.exceptions.ConditionalCheckFailedException:
+                found = self._db.get_item(
+                    TableName=self._table, Key=_wire(item_key(job_id, key)), ConsistentRead=True
+                )
+                old = {name: _deserialise(value) for name, value in found.get("Item", {}).items()} or None
+                continue
+            return True
+        raise RuntimeError(
+            f"item {key} of job {job_id}: its ledger row kept changing under {WRITE_TRIES} writes"
+        )
+
+
+def _wire(row: Row) -> dict[str, Any]:
+    return {name: _serialise(value) for name, value in row.items()}

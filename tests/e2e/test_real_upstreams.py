@@ -76,6 +76,8 @@ def test_a_wrong_base_path_is_a_configuration_problem_not_a_missing_account(
     assert code == 1
     assert (summary["enqueued"], summary["written_ok"], summary["written_permanent"]) == (3, 0, 0)
     assert summary["dead_lettered"] == 3
+    # The summary says why: a configuration problem, on every delivery of every item.
+    assert summary["failure_reasons"] == {"configuration": 3 * 5}
     assert not _records(tmp_path)  # nothing permanent was written for an endpoint that is wrong
     assert all(r.path.startswith("/wrong/base/public/check") for r in tikapi.requests)
     assert "a configuration problem" in logs and '"reason":"configuration"' in logs
@@ -164,6 +166,7 @@ def test_a_rejected_key_dead_letters_the_items_and_is_never_logged(
 
     assert code == 1
     assert (summary["written_ok"], summary["written_permanent"], summary["dead_lettered"]) == (0, 0, 2)
+    assert set(summary["failure_reasons"]) == {"bad_credentials"}
     assert not _records(tmp_path)
     assert {r.headers["x-api-key"] for r in tikapi.requests} == {KEY}  # it was sent...
     assert "rejected the API key" in out.err

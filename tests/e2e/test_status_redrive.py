@@ -134,7 +134,21 @@ def test_trawl_up_runs_until_stopped(tmp_path: Path) -> None:
             [sys.executable, "-m", "trawl.cli", "status"], env=env, capture_output=True, text=True, timeout=60
         )
         assert status.returncode == 0 and "no jobs yet" in status.stdout
+        accounts = tmp_path / "tiktok_up_log.csv"
+        accounts.write_text("username\nlogged_one\nghost_logged\n", encoding="utf-8")
+        command = [sys.executable, "-m", "trawl.cli", "run", str(accounts), "--json"]
+        ran = subprocess.run(
+            [*command, "--data-dir", str(tmp_path / "data")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+        job_id = json.loads(ran.stdout)["job_id"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        log, _ = proc.communicate(timeout=30)
     assert not (tmp_path / "up.json").exists()
+    # The job's `Job Finished` event, in the log of `trawl up`.
+    assert f"job {job_id} finished done: tiktok/account" in log.decode(), log.decode()[-2000:]

@@ -123,7 +123,7 @@ def _instrument(container: Container, plans: Plans) -> None:
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalSession]:
     with local_session(
-        pollers=False,
+        workers=False,
         retry_delays_s=(0.02, 0.05),
         worker_env={"MAX_ROWS_PER_INVOCATION": ROWS_PER_INVOCATION, "SEND_THREADS": "4"},
     ) as session:

@@ -81,7 +81,8 @@ def local_session(
     worker_env: dict[str, str] | None = None,
     upstreams: Upstreams | None = None,
     retry_delays_s: tuple[float, ...] | None = None,
-    pollers: bool = True,
+    workers: bool = True,
+    deliver_twice: bool = False,
 ) -> Iterator[LocalSession]:
     """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
     `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
@@ -101,7 +102,8 @@ def local_session(
             stack,
             env_overrides=LOCAL_WORKER_ENV | (worker_env or {}),
             retry_delays_s=LOCAL_RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
-        ).start(pollers=pollers)
+            deliver_twice=deliver_twice,
+        ).start(workers=workers)
         try:
             yield LocalSession(aws, sandbox, stack, runtime, upstreams)
         finally:

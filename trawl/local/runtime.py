@@ -110,8 +110,11 @@ class LocalRuntime:
         idle_s: float = IDLE_ENVIRONMENT_S,
         retry_delays_s: tuple[float, ...] = LOCAL_RETRY_DELAYS_S,
         schedule_scale: float = LOCAL_SCALE,
+        deliver_twice: bool = False,
     ) -> None:
         self.stack = stack
+        # Tests only: every worker batch is delivered twice, as SQS's at-least-once may.
+        self._deliver_twice = deliver_twice
         self._idle_s = idle_s
         self._schedule_scale = schedule_scale
         self.stream_pollers: list[StreamPoller] = []
@@ -140,15 +143,13 @@ class LocalRuntime:
         self.invoke_server = InvokeServer({producer.name: self.producer_calls})
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, pollers: bool = True) -> LocalRuntime:
-        """Serve the producer's asynchronous invocations, and (pollers) the workers' event
-        source mappings, the ledger's stream and the stack's schedules."""
+    def start(self, workers: bool = True) -> LocalRuntime:
+        """Serve the producer's asynchronous invocations, the ledger's stream, the stack's
+        schedules, and (workers) the workers' event source mappings."""
         self.invoke_server.start()
-        self._pacing = pollers  # with no workers to drain the queues, waiting for them would hang
+        self._pacing = workers  # with no workers to drain the queues, waiting for them would hang
         self._spawn("producer", self.producer_calls.run, self._stop)
-        if not pollers:
-            return self
-        for function in self.stack.workers():
+        for function in self.stack.workers() if workers else []:
             for source in function.event_sources:
                 for n in range(source.max_concurrency):
                     self._spawn(f"{function.name}-{n}", self._poller, function, source)
@@ -232,6 +233,37 @@ class LocalRuntime:
                             self.deliver(self.upload_event(self.stack.bucket, obj["Key"]))
             except Exception:
                 self._log_failure("listing input/ failed; retrying", exc_info=True)
+
+    def announce_finished_jobs(self, show: Callable[[dict[str, Any]], None]) -> None:
+        """Show every `trawl` / `Job Finished` event as it is sent (for `trawl up`'s log): a rule
+        on the default bus sends them to a queue of this runtime's, as a user's rule would send
+        them to e-mail or Slack."""
+        endpoint = self.stack.endpoint
+        sqs, events = endpoint.client("sqs"), endpoint.client("events")
+        url = sqs.create_queue(QueueName=f"{self.stack.name}-up-job-finished")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = f"{self.stack.name}-up-job-finished"
+        pattern = {
+            "source": ["trawl"],
+            "detail-type": ["Job Finished"],
+            "detail": {"stack": [self.stack.name]},
+        }
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=rule, Targets=[{"Id": "trawl-up", "Arn": arn}])
+
+        def watch() -> None:
+            while not self._stop.is_set():
+                try:
+                    found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                except Exception:
+                    self._log_failure("reading the finished jobs failed; reading on", exc_info=True)
+                    self._stop.wait(1)
+                    continue
+                for message in found.get("Messages", []):
+                    show(json.loads(message["Body"]).get("detail", {}))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+        self._spawn("job-finished", watch)
 
     def deliver(self, event: dict[str, Any]) -> str:
         """An asynchronous invocation of the producer (an S3 event, or a continuation); its
@@ -360,6 +392,8 @@ class LocalRuntime:
                     f"of {len(messages)} messages"
                 )
             result = container.invoke(event) or {}
+            if self._deliver_twice:
+                container.invoke(event)  # the duplicate's own answer decides nothing
         except ContainerDied:
             raise
         except Exception:
