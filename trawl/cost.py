@@ -24,6 +24,9 @@ class Prices:
     sfn_standard_per_thousand_transitions: float = 0.025
     sfn_express_per_million_requests: float = 1.00
     sfn_express_per_gb_second: float = 0.00001667  # first tier; billed per 100 ms, 64 MB minimum
+    dynamodb_per_million_write_units: float = 0.625  # on-demand; one unit writes up to 1 KB
+    dynamodb_per_million_read_units: float = 0.125  # on-demand; one unit reads 4 KB strongly, 8 KB eventually
+    dynamodb_per_gb_month: float = 0.25  # standard table class
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Workload:
     query_reads_per_record: float = 1.0  # GETs by Athena/DuckDB reading the output once
     sfn_items_per_child: int = 1  # Distributed Map ItemBatcher size (1 = one child per item)
     sfn_express_memory_mb: int = 64  # an Express child waiting on Lambda bills the 64 MB minimum
+    ledger_batch: int = 1_000  # item row changes per ledger function invocation (its BatchSize)
+    ledger_item_row_bytes: int = 300  # an item's row in the ledger (well under 1 KB)
+    ledger_ttl_days: int = 30  # LedgerItemTtlDays: how long an item's row is stored
 
     def __post_init__(self) -> None:
         if self.items < 0 or self.batch_size < 1 or self.sfn_items_per_child < 1 or self.jobs < 1:
@@ -136,6 +142,38 @@ def s3_get(quantity: float, what: str, p: Prices) -> Line:
     return Line("S3", what, quantity, "GET", quantity * p.s3_get_per_thousand / 1e3)
 
 
+def dynamodb_write(units: float, what: str, p: Prices) -> Line:
+    return Line("DynamoDB", what, units, "write units", units * p.dynamodb_per_million_write_units / 1e6)
+
+
+def dynamodb_read(units: float, what: str, p: Prices) -> Line:
+    return Line("DynamoDB", what, units, "read units", units * p.dynamodb_per_million_read_units / 1e6)
+
+
+def ledger_lines(w: Workload, deliveries: float, p: Prices) -> list[Line]:
+    """The job ledger: every delivery reads its item's row (the batch's BatchGetItem, eventually
+    consistent: half a unit) and writes it (one unit: a row is under 1 KB); the ledger function
+    reads the rows' changes from the stream (free for a Lambda trigger) and writes a delta row
+    and reads the job's rows once per batch of changes; item rows are stored until their TTL."""
+    changes = deliveries
+    batches = math.ceil(changes / w.ledger_batch) * w.jobs
+    stored_gb_months = w.items * w.ledger_item_row_bytes / 1e9 * w.ledger_ttl_days / 30
+    return [
+        dynamodb_read(deliveries * 0.5, "ledger: read the batch's item rows (BatchGetItem)", p),
+        dynamodb_write(deliveries, "ledger: one conditional Put of an item's row per delivery", p),
+        dynamodb_write(batches, "ledger: a delta row per batch of changes (ledger function)", p),
+        dynamodb_read(batches, "ledger: the job's rows, read per batch of changes", p),
+        *lambda_lines("ledger function", batches, 0.3, 512, p),
+        Line(
+            "DynamoDB",
+            f"ledger: item rows stored {w.ledger_ttl_days} days",
+            stored_gb_months,
+            "GB-month",
+            stored_gb_months * p.dynamodb_per_gb_month,
+        ),
+    ]
+
+
 def _worker_seconds(w: Workload) -> float:
     return (w.avg_latency_ms + w.invocation_overhead_ms) / 1000
 
@@ -174,8 +212,9 @@ def trawl_estimate(w: Workload, p: Prices | None = None) -> Estimate:
         s3_get(producer_invocations, "producer streams the input CSV", p),
         s3_put(producer_invocations, "producer checkpoint per invocation", p),
         *_output_lines(w, p),
+        *ledger_lines(w, deliveries, p),
     ]
-    return Estimate("trawl: SQS fan-out + Lambda", w.items, tuple(lines))
+    return Estimate("trawl: SQS fan-out + Lambda + ledger", w.items, tuple(lines))
 
 
 def step_functions_estimate(w: Workload, p: Prices | None = None, express: bool = False) -> Estimate:

@@ -77,11 +77,31 @@ def test_s3_puts_are_one_per_record_plus_three_per_job() -> None:
 
 def test_trawl_per_million_items_at_the_defaults() -> None:
     # SQS 0.1M + 2 x 0.105263M + 0.052632M requests = $0.1453; worker 105,264 x 2.1 s x 0.5 GB;
-    # S3 1M PUT ($5) + 1M GET ($0.40): about $7.05 per million
+    # S3 1M PUT ($5) + 1M GET ($0.40); the ledger $0.80 (below): about $7.85 per million
     estimate = trawl_estimate(Workload(items=1_000_000))
 
-    assert estimate.per_million_items == pytest.approx(7.05, abs=0.01)
+    assert estimate.per_million_items == pytest.approx(7.85, abs=0.01)
     assert estimate.by_service()["S3"] == pytest.approx(5.40, abs=0.001)
+
+
+def test_the_ledger_is_a_write_and_half_a_read_per_delivery() -> None:
+    # 1,052,632 deliveries (5% retries): 1,052,632 write units ($0.658) and 526,316 read units
+    # ($0.066); 1,053 batches of changes; 1M rows x 300 B stored a month = 0.3 GB ($0.075)
+    estimate = trawl_estimate(Workload(items=1_000_000))
+    ledger = [line for line in estimate.lines if line.what.startswith("ledger")]
+
+    assert _line(estimate, "ledger: one conditional Put") == pytest.approx(1_052_631.6, abs=1)
+    assert _line(estimate, "ledger: read the batch's item rows") == pytest.approx(526_315.8, abs=1)
+    assert _line(estimate, "ledger: a delta row per batch") == 1_053
+    assert _line(estimate, "ledger: item rows stored") == pytest.approx(0.3)
+    assert sum(line.cost for line in ledger) == pytest.approx(0.80, abs=0.01)
+    assert sum(line.cost for line in ledger) <= 1.50  # the ledger's budget per million items
+
+
+def test_trawl_stays_under_0_8_of_distributed_maps_cheapest_line() -> None:
+    trawl, *distributed_map = compare(Workload(items=1_000_000), PRICES)
+
+    assert trawl.total <= 0.8 * min(e.total for e in distributed_map)
 
 
 def test_distributed_map_standard_charges_two_transitions_per_item() -> None:
@@ -138,5 +158,6 @@ def test_cli_prints_the_price_inputs_and_a_json_summary() -> None:
     assert "lambda_arm64_per_gb_second" in text.stdout
     got = json.loads(as_json.stdout)
     assert got["prices"]["sqs_per_million_requests"] == 0.40
-    assert got["estimates"][0]["per_million_items_usd"] == pytest.approx(7.05, abs=0.01)
-    assert {e["name"] for e in got["estimates"]} >= {"trawl: SQS fan-out + Lambda"}
+    assert got["estimates"][0]["per_million_items_usd"] == pytest.approx(7.85, abs=0.01)
+    assert {e["name"] for e in got["estimates"]} >= {"trawl: SQS fan-out + Lambda + ledger"}
+    assert got["prices"]["dynamodb_per_million_write_units"] == 0.625
