@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import logging
-import os
 import random
 import sys
 import tempfile
@@ -23,14 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+
+from bench.common import quiet_handlers
+from models.ledger import SETTLED, item_of
 from models.normalise import InvalidTarget, normalise
-from trawl.jobs import load_manifest
+from trawl.jobs import JobSummary, job_summary, load_manifest
 from trawl.local.pipeline import LocalSession, local_session, message_body, release, submit, wait_for_jobs
 from trawl.local.runtime import CrashedBatch
 from trawl.local.stack import queue_depth
 from trawl.ops import redrive
-from trawl.sandbox import Faults, video_count
+from trawl.sandbox import Call, Faults, decode_sec_uid, video_count
 
+_deserialise = TypeDeserializer().deserialize
 # ~20% of upstream calls fail retryably (429/503 throttle; 500/520/timeout/reset are "unavailable",
 # which the worker retries once in-process), plus 3% latency spikes.
 DEFAULT_FAULTS = "429=0.06,500=0.04,503=0.03,520=0.03,timeout=0.02,reset=0.02,slow=0.03"
@@ -99,7 +104,9 @@ class JobOutcome:
     permanent: int
     objects: int
     lost: int
-    duplicate_objects: int
+    doubled: int  # items with more than one output object (under different keys)
+    ledger_items: int  # the ledger's count of the job's items: ok + permanent + dead-lettered + in flight
+    refetched: int  # items fetched from the upstream again after their outcome had settled
 
 
 @dataclass
@@ -107,6 +114,7 @@ class ChaosReport:
     config: ChaosConfig
     jobs: list[JobOutcome]
     faults: dict[str, int]
+    calls_per_item: list[int]  # upstream requests per distinct item, across all jobs
     crash: CrashedBatch | None
     fast_forwarded: int
     redriven: dict[str, int]
@@ -294,7 +302,8 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> ChaosReport:
         timings["re-drive"] = time.monotonic() - phase
 
         phase = time.monotonic()
-        outcomes, violations = verify(session, inputs, jobs, in_dlq)
+        calls = session.sandbox.call_log()
+        outcomes, violations = verify(session, inputs, jobs, in_dlq, calls)
         for item, job_id in zip(inputs, jobs, strict=True):
             missing = sorted(k for k in item.doomed if (job_id, k) not in dead_keys)
             if missing:
@@ -307,7 +316,10 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> ChaosReport:
         timings["verify"] = time.monotonic() - phase
         stats = session.sandbox.stats
     timings["wall"] = time.monotonic() - started
-    return ChaosReport(config, outcomes, stats, crash, forward.forwarded, redriven, timings, violations)
+    per_item = calls_per_item(calls, inputs)
+    return ChaosReport(
+        config, outcomes, stats, per_item, crash, forward.forwarded, redriven, timings, violations
+    )
 
 
 # --------------------------------------------------------------------------- the checks
@@ -352,10 +364,11 @@ def _read_records(session: LocalSession, keys: list[str]) -> list[dict[str, Any]
 
 
 def verify(
-    session: LocalSession, inputs: list[ChaosInput], jobs: list[str], in_dlq: Counter[Any]
+    session: LocalSession, inputs: list[ChaosInput], jobs: list[str], in_dlq: Counter[Any], calls: list[Call]
 ) -> tuple[list[JobOutcome], list[str]]:
     """Every row accounted for; exactly one record per item (per video for tiktok/videos) with
-    the expected status, row and context; no duplicate objects; empty queues."""
+    the expected status, row and context, under one key; the ledger's counts equal the distinct
+    items and each item's row holds its outcome; no item fetched again once settled; empty queues."""
     stack = session.stack
     violations: list[str] = []
     sqs = stack.endpoint.client("sqs")
@@ -365,15 +378,17 @@ def verify(
                 violations.append(f"{platform} {name} still holds {depth} messages")
 
     keys = _output_objects(session)
-    per_item = Counter(_job_and_item(key) for key in keys)
+    objects = Counter(_job_and_item(key)[0] for key in keys)
     records_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in _read_records(session, keys):
         records_by_job[record["job_id"]].append(record)
+    rows_by_job = ledger_items(stack)
 
     outcomes = []
     for item, job_id in zip(inputs, jobs, strict=True):
         m = load_manifest(stack, job_id)
-        if m is None:
+        summary = job_summary(stack, job_id)
+        if m is None or summary is None:
             violations.append(f"{item.name}: no manifest")
             continue
         where = f"{item.name} (job {job_id})"
@@ -384,10 +399,10 @@ def verify(
             got = (m.rows_read, m.enqueued, m.duplicates, m.rejected)
             violations.append(f"{where}: (rows, enqueued, duplicates, rejected) {got} != {wanted}")
         records = records_by_job.get(job_id, [])
-        lost = check_records(item, records, violations, where)
-        doubled = sum(1 for (j, _), n in per_item.items() if j == job_id and n > 1)
-        if doubled:
-            violations.append(f"{where}: {doubled} items have more than one object")
+        lost, doubled = check_records(item, records, violations, where)
+        rows = rows_by_job.get(job_id, {})
+        check_ledger(item, summary, rows, objects[job_id], violations, where)
+        refetched = check_refetches(item, job_id, rows, calls, violations, where)
         statuses = Counter(r["status"] for r in records)
         outcomes.append(
             JobOutcome(
@@ -401,12 +416,105 @@ def verify(
                 in_dlq[job_id],
                 statuses["ok"],
                 sum(n for s, n in statuses.items() if s != "ok"),
-                sum(n for (j, _), n in per_item.items() if j == job_id),
+                objects[job_id],
                 lost,
                 doubled,
+                summary.written_ok + summary.written_permanent + summary.dead_lettered + summary.in_flight,
+                refetched,
             )
         )
     return outcomes, violations
+
+
+def ledger_items(stack: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """job_id -> item_key -> the item's ledger row (outcome, info, ...), read with a Scan."""
+    dynamodb = stack.endpoint.client("dynamodb")
+    found: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=stack.ledger_table,
+        FilterExpression="begins_with(pk, :item)",
+        ExpressionAttributeValues={":item": {"S": "ITEM#"}},
+    )
+    for page in pages:
+        for raw in page["Items"]:
+            row = {name: _deserialise(value) for name, value in raw.items()}
+            job_id, key = item_of(str(row["pk"]))
+            found[job_id][key] = row
+    return found
+
+
+def check_ledger(
+    item: ChaosInput,
+    summary: JobSummary,
+    rows: dict[str, dict[str, Any]],
+    objects: int,
+    violations: list[str],
+    where: str,
+) -> None:
+    """The ledger's counts equal the job's distinct items, each item's row holds the outcome its
+    record says, and the records it counted are the objects in S3."""
+    ok = sum(e.status == "ok" for e in item.expected.values())
+    wanted = {"state": "done", "ok": ok, "permanent": len(item.expected) - ok, "dead-lettered": 0}
+    wanted |= {"in flight": 0, "records": objects}
+    got = {
+        "state": summary.state,
+        "ok": summary.written_ok,
+        "permanent": summary.written_permanent,
+        "dead-lettered": summary.dead_lettered,
+        "in flight": summary.in_flight,
+        "records": summary.records,
+    }
+    if got != wanted:
+        violations.append(f"{where}: the ledger counts {got}, the job holds {wanted}")
+    outcomes = {key: row.get("outcome") for key, row in rows.items()}
+    expected = {key: e.status for key, e in item.expected.items()}
+    if outcomes != expected:
+        wrong = sorted(k for k in outcomes.keys() | expected.keys() if outcomes.get(k) != expected.get(k))
+        shown = [(k, outcomes.get(k), expected.get(k)) for k in wrong[:5]]
+        violations.append(f"{where}: {len(wrong)} ledger rows differ (item, ledger, wanted): {shown}")
+
+
+def _call_target(call: Call) -> str:
+    """The item target an upstream request was for: a /public/posts page names its account by
+    secUid."""
+    if call.path.endswith("/posts"):
+        sec_uid = call.target.split(":", 1)[0]
+        return decode_sec_uid(sec_uid) or sec_uid
+    return call.target
+
+
+def check_refetches(
+    item: ChaosInput,
+    job_id: str,
+    rows: dict[str, dict[str, Any]],
+    calls: list[Call],
+    violations: list[str],
+    where: str,
+) -> int:
+    """Items the upstream was asked for after the ledger had settled them (ok or a permanent
+    status): a worker must see the settled row and skip the message. Returns how many."""
+    settled_at = {
+        item.expected[key].target: dt.datetime.fromisoformat(row["info"]["updated_at"]).timestamp()
+        for key, row in rows.items()
+        if row.get("outcome") in SETTLED and key in item.expected
+    }
+    late = Counter(
+        target
+        for call in calls
+        if (target := _call_target(call)) in settled_at and call.at > settled_at[target]
+    )
+    if late:
+        violations.append(
+            f"{where}: {len(late)} items fetched again after they settled (job {job_id}), e.g."
+            f" {sorted(late)[:5]}"
+        )
+    return len(late)
+
+
+def calls_per_item(calls: list[Call], inputs: list[ChaosInput]) -> list[int]:
+    """Upstream requests per distinct item of the inputs (0 for an item never fetched)."""
+    per_target = Counter(_call_target(call) for call in calls)
+    return [per_target[e.target] for item in inputs for e in item.expected.values()]
 
 
 def _job_and_item(key: str) -> tuple[str, str]:
@@ -414,14 +522,18 @@ def _job_and_item(key: str) -> tuple[str, str]:
     return job_id, rest.rsplit(".", 1)[0]
 
 
-def check_records(item: ChaosInput, records: list[dict[str, Any]], violations: list[str], where: str) -> int:
-    """Violations for one job's records; returns how many expected items have none."""
+def check_records(
+    item: ChaosInput, records: list[dict[str, Any]], violations: list[str], where: str
+) -> tuple[int, int]:
+    """Violations for one job's records; returns how many expected items have none, and how many
+    have more objects than they should (one, or one per video)."""
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_target[record["target"]].append(record)
-    lost = 0
+    lost = doubled = 0
     for expected in item.expected.values():
         found = by_target.pop(expected.target, [])
+        doubled += len(found) > max(1, expected.videos)
         if not found:
             lost += 1
             violations.append(f"{where}: {expected.item_key} has no record (lost)")
@@ -446,7 +558,7 @@ def check_records(item: ChaosInput, records: list[dict[str, Any]], violations: l
             violations.append(f"{where}: {expected.item_key} wanted one {expected.status} record, got {got}")
     for target in by_target:
         violations.append(f"{where}: records for {target!r}, which is not an item of this job")
-    return lost
+    return lost, doubled
 
 
 # --------------------------------------------------------------------------- the report
@@ -459,7 +571,7 @@ def render(report: ChaosReport) -> str:
         f" seed {c.seed}), MaxReceiveCount {c.max_receive_count}",
         "",
         f"{'platform/kind':<18}{'rows':>6}{'enq':>6}{'dup':>5}{'rej':>5}{'DLQ':>5}{'ok':>6}{'perm':>6}"
-        f"{'objects':>9}{'lost':>6}{'dupobj':>8}",
+        f"{'objects':>9}{'lost':>6}{'doubled':>8}{'ledger':>8}{'refetch':>8}",
     ]
     total = Counter[str]()
     for j in report.jobs:
@@ -473,7 +585,9 @@ def render(report: ChaosReport) -> str:
             "perm": j.permanent,
             "objects": j.objects,
             "lost": j.lost,
-            "dupobj": j.duplicate_objects,
+            "doubled": j.doubled,
+            "ledger": j.ledger_items,
+            "refetch": j.refetched,
         }
         total.update(row)
         lines.append(_row(f"{j.platform}/{j.kind}", row))
@@ -482,10 +596,14 @@ def render(report: ChaosReport) -> str:
     requests = stats.pop("requests", 0)
     injected = sum(n for kind, n in stats.items() if kind != "slow")
     share = injected / requests if requests else 0.0
+    per_item = report.calls_per_item
+    mean = sum(per_item) / len(per_item) if per_item else 0.0
     lines += [
         "",
         f"upstream calls {requests}; injected faults {injected} ({share:.1%}): "
         + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())),
+        f"upstream calls per item: mean {mean:.2f}, max {max(per_item, default=0)}"
+        f" ({len(per_item)} items; tiktok/videos accounts count their profile check and every page)",
     ]
     if report.crash:
         lines.append(
@@ -513,7 +631,8 @@ def render(report: ChaosReport) -> str:
             "",
             "PASSED: rows = enqueued + duplicates + rejected for every job; every item has exactly one record"
             " (tiktok/videos: its videos or one status record) with its row and context; 0 lost;"
-            " 0 duplicate objects; work queues and DLQs empty.",
+            " no item under two keys; the ledger's counts equal the distinct items and every item's row"
+            " holds its outcome; no item fetched again once settled; work queues and DLQs empty.",
         ]
     return "\n".join(lines)
 
@@ -521,17 +640,14 @@ def render(report: ChaosReport) -> str:
 def _row(label: str, v: Any) -> str:
     return (
         f"{label:<18}{v['rows']:>6}{v['enq']:>6}{v['dup']:>5}{v['rej']:>5}{v['dlq']:>5}{v['ok']:>6}"
-        f"{v['perm']:>6}{v['objects']:>9}{v['lost']:>6}{v['dupobj']:>8}"
+        f"{v['perm']:>6}{v['objects']:>9}{v['lost']:>6}{v['doubled']:>8}{v['ledger']:>8}{v['refetch']:>8}"
     )
 
 
 def quiet_logs() -> None:
-    """The handlers run in this process; their retry warnings are the point, not the output."""
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "CRITICAL"
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    """The handlers' retry warnings are the point of the run, not its output."""
+    quiet_handlers(logging.CRITICAL)
     logging.basicConfig(level=logging.CRITICAL)
-    for name in ("trawl", "botocore", "producer", "workers"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,34 +1,41 @@
 """Shared helpers for the benchmarks in bench/: quiet handler logs, input CSVs, Lambda-shaped SQS
-events, the hand-run extraction script trawl replaced (the baseline), and small table printing."""
+events, the hand-run extraction script trawl replaced (the baseline), jobs seeded straight into
+a stack, and small table printing."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import logging
-import os
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from models import Source, WorkItem
+from models import JobManifest, ObjectRef, Source, WorkItem
+from models.ledger import item_key as ledger_item_key
+from producer.ledger import JobRows
+from producer.store import JobStore
+from trawl.jobs import job_summary
 from trawl.local.pipeline import LOCAL_WORKER_ENV, LocalSession
-from trawl.local.stack import SANDBOX_KEYS, FunctionInfo
+from trawl.local.runtime import set_handler_log_level
+from trawl.local.stack import SANDBOX_KEYS, FunctionInfo, Stack
 
 JOB_DATE = "2026-11-30"
 
 
-def quiet_handlers() -> None:
+def quiet_handlers(level: int = logging.ERROR) -> None:
     """As `trawl run` does without --verbose: no per-batch log lines or EMF metrics on stdout,
-    so the benchmark prints only its table. Must run before the handler modules are imported."""
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-    for name in ("trawl", "botocore", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    so the benchmark prints only its table."""
+    set_handler_log_level(level)
+    logging.getLogger("urllib3").setLevel(level)
 
 
 def usernames(prefix: str, n: int) -> list[str]:
@@ -161,3 +168,79 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
+
+
+def seed_job(stack: Stack, items: int, platform: str = "tiktok", objects: bool = False) -> str:
+    """A finished job of `items` tiktok/account items written into the stack directly, without
+    running it: its manifest, its ledger row and one ledger row per item (settled ok), whose
+    counts the ledger function then sums as it would a real job's; with `objects`, also one output
+    record per item, where a worker would have written it. Returns once the ledger's counts show
+    every item. Its id."""
+    job_id = hashlib.sha256(f"seeded-{items}-{time.time_ns()}".encode()).hexdigest()[:16]
+    now = dt.datetime.now(dt.UTC)
+    manifest = JobManifest(
+        job_id=job_id,
+        input=ObjectRef(bucket=stack.bucket, key=f"input/{platform}/account/seeded-{items}.csv", etag="e"),
+        platform=platform,
+        kind="account",
+        job_date=now.date(),
+        created_at=now,
+        updated_at=now,
+        status="enqueued",
+        rows_read=items,
+        enqueued=items,
+    )
+    s3, dynamodb = stack.endpoint.client("s3"), stack.endpoint.client("dynamodb")
+    JobStore(s3, stack.bucket).write_manifest(manifest, None)
+    JobRows(dynamodb, stack.ledger_table).write(manifest)
+    names = [f"seeded{n:06d}" for n in range(items)]
+    rows = [
+        {
+            **{k: {"S": v} for k, v in ledger_item_key(job_id, name).items()},
+            "outcome": {"S": "ok"},
+            "last_delivery": {"S": f"seed:{n}"},
+            "receives": {"N": "1"},
+            "records": {"N": "1"},
+            "info": {"M": {"updated_at": {"S": now.isoformat()}}},
+        }
+        for n, name in enumerate(names)
+    ]
+
+    def put_rows(start: int) -> None:
+        chunk = [{"PutRequest": {"Item": row}} for row in rows[start : start + 25]]
+        dynamodb.batch_write_item(RequestItems={stack.ledger_table: chunk})
+
+    def put_record(n: int) -> None:
+        record = {"job_id": job_id, "item_key": names[n], "status": "ok", "source": {"row": n + 2}}
+        key = f"output/platform={platform}/kind=account/dt={manifest.job_date}/{job_id}-{names[n]}.json"
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=(json.dumps(record) + "\n").encode())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put_rows, range(0, items, 25)))
+        if objects:
+            list(pool.map(put_record, range(items)))
+    deadline = time.monotonic() + 120 + items / 100
+    while (found := job_summary(stack, job_id)) is None or found.written_ok < items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the ledger counted {found and found.written_ok} of {items} seeded items")
+        time.sleep(0.5)
+    return job_id
+
+
+@contextmanager
+def count_requests() -> Iterator[list[str]]:
+    """Every AWS request any client made in the block (clients created in it), as "service.Operation"."""
+    import boto3
+
+    made: list[str] = []
+
+    def sent(request: Any, event_name: str, **_: Any) -> None:
+        service, operation = event_name.split(".")[1:3]
+        made.append(f"{service}.{operation}")
+
+    events = boto3._get_default_session().events
+    events.register("before-send", sent)
+    try:
+        yield made
+    finally:
+        events.unregister("before-send", sent)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from bench.common import count_requests as count_requests
+from bench.common import seed_job as bench_seed_job
 from models import JobManifest, Source, WorkItem
 from tests.conftest import load_event
 from trawl.jobs import load_manifest
@@ -103,74 +103,6 @@ def process_state(pid: int) -> str:
         return "gone"
 
 
-@contextmanager
-def count_requests() -> Iterator[list[str]]:
-    """Every AWS request any client made in the block (clients created in it), as "service.Operation"."""
-    import boto3
-
-    made: list[str] = []
-
-    def sent(request: Any, event_name: str, **_: Any) -> None:
-        service, operation = event_name.split(".")[1:3]
-        made.append(f"{service}.{operation}")
-
-    events = boto3._get_default_session().events
-    events.register("before-send", sent)
-    try:
-        yield made
-    finally:
-        events.unregister("before-send", sent)
-
-
 def seed_job(local: LocalSession, items: int, platform: str = "tiktok") -> str:
-    """A finished job of `items` items written into the stack directly, without running it: its
-    manifest, its ledger row and one ledger row per item (settled ok), whose counts the ledger
-    function then sums as it would a real job's. Its id."""
-    import datetime as dt
-    import hashlib
-    import time
-
-    from models import ObjectRef
-    from models.ledger import item_key
-    from producer.ledger import JobRows
-    from producer.store import JobStore
-    from trawl.jobs import job_summary
-
-    job_id = hashlib.sha256(f"seeded-{items}-{time.time_ns()}".encode()).hexdigest()[:16]
-    now = dt.datetime.now(dt.UTC)
-    manifest = JobManifest(
-        job_id=job_id,
-        input=ObjectRef(
-            bucket=local.stack.bucket, key=f"input/{platform}/account/seeded-{items}.csv", etag="e"
-        ),
-        platform=platform,
-        kind="account",
-        job_date=now.date(),
-        created_at=now,
-        updated_at=now,
-        status="enqueued",
-        rows_read=items,
-        enqueued=items,
-    )
-    s3, dynamodb = local.stack.endpoint.client("s3"), local.stack.endpoint.client("dynamodb")
-    JobStore(s3, local.stack.bucket).write_manifest(manifest, None)
-    JobRows(dynamodb, local.stack.ledger_table).write(manifest)
-    rows = [
-        {
-            **{k: {"S": v} for k, v in item_key(job_id, f"seeded{n:06d}").items()},
-            "outcome": {"S": "ok"},
-            "last_delivery": {"S": f"seed:{n}"},
-            "receives": {"N": "1"},
-            "records": {"N": "1"},
-            "info": {"M": {"updated_at": {"S": now.isoformat()}}},
-        }
-        for n in range(items)
-    ]
-    for start in range(0, len(rows), 25):
-        chunk = [{"PutRequest": {"Item": row}} for row in rows[start : start + 25]]
-        dynamodb.batch_write_item(RequestItems={local.stack.ledger_table: chunk})
-    deadline = time.monotonic() + 120
-    while (found := job_summary(local.stack, job_id)) is None or found.written_ok < items:
-        assert time.monotonic() < deadline, found
-        time.sleep(0.5)
-    return job_id
+    """A finished job of `items` items written into the stack directly (bench.common.seed_job)."""
+    return bench_seed_job(local.stack, items, platform)

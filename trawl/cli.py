@@ -37,6 +37,7 @@ from trawl.local.pipeline import (
     submit,
     wait_for_jobs,
 )
+from trawl.local.runtime import set_handler_log_level
 from trawl.local.stack import Stack, describe_stack
 from trawl.local.up import UpState, clear, running_stack, state_file
 from trawl.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
@@ -110,17 +111,8 @@ def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str,
 
 
 def _quiet_logs(verbose: bool) -> None:
-    """Handler logs only with --verbose. Worker environments inherit this environment; the
-    producer runs in this process, and its Powertools loggers (named trawl.<module>, each with its
-    own level) were created when the CLI imported it, so their levels are set here too."""
-    level = logging.INFO if verbose else logging.ERROR
-    os.environ["POWERTOOLS_LOG_LEVEL"] = logging.getLevelName(level)
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false" if verbose else "true"
-    for name, found in list(logging.Logger.manager.loggerDict.items()):
-        if (name == "trawl" or name.startswith("trawl.")) and isinstance(found, logging.Logger):
-            found.setLevel(level)
-    logging.getLogger("trawl").setLevel(level)
-    logging.getLogger("botocore").setLevel(logging.ERROR)
+    """Handler logs only with --verbose."""
+    set_handler_log_level(logging.INFO if verbose else logging.ERROR)
 
 
 StackOpt = Annotated[

@@ -50,8 +50,9 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -74,6 +75,7 @@ FAULT_KINDS: tuple[str, ...] = (
 DEFAULT_SLOW_MS = 1500  # how long a "slow" call (a latency spike) waits on top of latency_ms
 SEC_UID_PREFIX = "MS4wLjABAAAA"
 PROBLEM_JSON = "application/problem+json"
+CALL_LOG_SIZE = 1_000_000  # requests call_log() keeps: a long `trawl up` must not grow without end
 
 
 # --------------------------------------------------------------------------- faults
@@ -84,6 +86,16 @@ def _check_rate(kind: str, rate: float, part: str) -> None:
         raise ValueError(f"fault {part!r}: unknown kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"fault {part!r}: rate must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request served on an upstream path: when it came (epoch seconds) and for what."""
+
+    at: float
+    method: str
+    path: str
+    target: str
 
 
 @dataclass(frozen=True)
@@ -722,6 +734,7 @@ class SandboxServer:
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter(requests=0)
         self._attempts: Counter[tuple[str, str, str]] = Counter()
+        self._log: deque[Call] = deque(maxlen=CALL_LOG_SIZE)
         self._usernames_by_id: dict[str, str] = {}
         self._held_from: int | None = None
         self._released = threading.Event()
@@ -802,6 +815,11 @@ class SandboxServer:
         with self._lock:
             return Counter(self._attempts)
 
+    def call_log(self) -> list[Call]:
+        """The latest requests served (up to CALL_LOG_SIZE), oldest first, each with when it came."""
+        with self._lock:
+            return list(self._log)
+
     def hold_posts(self, from_page: int) -> None:
         """Hold back every /public/posts page from page `from_page` (0 is the newest) until
         release_posts(): a job with long accounts then stays running for as long as a test wants."""
@@ -833,6 +851,7 @@ class SandboxServer:
         with self._lock:
             attempt = self._attempts[method, path, target]
             self._attempts[method, path, target] += 1
+            self._log.append(Call(time.time(), method, path, target))
             kind = self._faults.decide(method, path, target, attempt)
             self._stats["requests"] += 1
             if kind is not None:

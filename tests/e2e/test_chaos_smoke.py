@@ -5,6 +5,7 @@ doubled, queues empty; items whose upstream calls always fault did go through th
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import httpx
@@ -15,12 +16,16 @@ from bench.chaos import (
     ChaosInput,
     ChaosReport,
     Expected,
+    calls_per_item,
+    check_ledger,
     check_records,
+    check_refetches,
     make_inputs,
     render,
     run_chaos,
 )
-from trawl.sandbox import Faults, SandboxServer
+from trawl.jobs import JobSummary
+from trawl.sandbox import Call, Faults, SandboxServer
 
 SMOKE = ChaosConfig(items=40, doomed=2, timeout_s=120)
 
@@ -47,7 +52,8 @@ def test_every_valid_item_ends_as_one_record(report: ChaosReport) -> None:
     assert sum(j.enqueued for j in report.jobs) == SMOKE.items
     assert all(j.rows == j.enqueued + j.duplicates + j.rejected for j in report.jobs)
     assert all(j.duplicates >= 1 and j.rejected >= 1 for j in report.jobs)
-    assert all(j.lost == 0 and j.duplicate_objects == 0 for j in report.jobs)
+    assert all(j.lost == 0 and j.doubled == 0 and j.refetched == 0 for j in report.jobs)
+    assert all(j.ledger_items == j.enqueued for j in report.jobs)
     # one object per item, except tiktok/videos: videos_95's 95 videos + the ghost's status record
     assert all(j.objects == j.enqueued for k, j in jobs.items() if k != "tiktok/videos")
     assert (jobs["tiktok/videos"].ok, jobs["tiktok/videos"].permanent) == (95, 1)
@@ -91,7 +97,7 @@ def test_harness_catches_a_lost_record() -> None:
     }
     violations: list[str] = []
 
-    lost = check_records(item, [alice, alice | {"status": "not_found"}], violations, "x.csv")
+    lost, _ = check_records(item, [alice, alice | {"status": "not_found"}], violations, "x.csv")
 
     assert lost == 1
     assert any("bob has no record (lost)" in v for v in violations)
@@ -113,3 +119,86 @@ def test_a_slow_call_is_answered_late_but_answered() -> None:
     assert answer.status_code == 200 and answer.json()["userInfo"]["user"]["uniqueId"] == "alice"
     assert took >= 0.4
     assert sandbox.stats == {"requests": 1, "slow": 1}
+
+
+def _alice_and_bob() -> ChaosInput:
+    item = ChaosInput("tiktok", "account", "x.csv", ["alice", "bob"])
+    item.expected = {
+        "alice": Expected("alice", "alice", "ok", 2, "r2"),
+        "bob": Expected("bob", "bob", "not_found", 3, "r3"),
+    }
+    return item
+
+
+def test_harness_catches_an_item_under_two_keys() -> None:
+    item = _alice_and_bob()
+    alice = {
+        "item_key": "alice",
+        "target": "alice",
+        "status": "ok",
+        "source": {"row": 2},
+        "context": {"ref": "r2"},
+    }
+    bob = {
+        "item_key": "bob",
+        "target": "bob",
+        "status": "not_found",
+        "source": {"row": 3},
+        "context": {"ref": "r3"},
+    }
+    violations: list[str] = []
+
+    lost, doubled = check_records(item, [alice, alice | {"item_key": "Alice"}, bob], violations, "x.csv")
+
+    assert (lost, doubled) == (0, 1)
+    assert any("alice wanted one ok record" in v for v in violations)
+
+
+def test_harness_catches_a_ledger_that_miscounts_or_misfiles() -> None:
+    item = _alice_and_bob()
+    summary = JobSummary(
+        job_id="j",
+        input_key="input/tiktok/account/x.csv",
+        platform="tiktok",
+        kind="account",
+        status="enqueued",
+        message=None,
+        rows=2,
+        enqueued=2,
+        duplicates=0,
+        rejected=0,
+        written_ok=2,
+        written_permanent=0,
+        dead_lettered=0,
+        in_flight=0,
+        output_prefix=None,
+        data_dir=None,
+        state="done",
+        records=2,
+    )
+    rows = {"alice": {"outcome": "ok"}, "bob": {"outcome": "ok"}}
+    violations: list[str] = []
+
+    check_ledger(item, summary, rows, 2, violations, "x.csv")
+
+    assert any("'ok': 2" in v and "'permanent': 0" in v for v in violations), violations
+    assert any("1 ledger rows differ" in v and "('bob', 'ok', 'not_found')" in v for v in violations)
+
+
+def test_harness_catches_a_fetch_after_the_item_settled() -> None:
+    item = _alice_and_bob()
+    rows = {
+        "alice": {"outcome": "ok", "info": {"updated_at": "2026-12-01T10:00:00+00:00"}},
+        "bob": {"outcome": "not_found", "info": {"updated_at": "2026-12-01T10:00:00+00:00"}},
+    }
+    settle = dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC).timestamp()
+    calls = [
+        Call(settle - 1, "GET", "/public/check", "alice"),
+        Call(settle - 0.5, "GET", "/public/check", "bob"),
+        Call(settle + 0.2, "GET", "/public/check", "bob"),
+    ]
+    violations: list[str] = []
+
+    assert check_refetches(item, "j", rows, calls, violations, "x.csv") == 1
+    assert any("['bob']" in v for v in violations), violations
+    assert calls_per_item(calls, [item]) == [1, 2]

@@ -150,3 +150,76 @@ def test_queue_attributes_are_built_once_per_call_and_stay_right() -> None:
         for name, value in saved.items():
             setattr(queue_cls, name, value)
         backend_cls.send_message, backend_cls.send_message_batch, backend_cls.get_queue_attributes = sends  # type: ignore[method-assign]
+
+
+def test_a_query_on_the_table_key_reads_only_its_partition_and_answers_the_same() -> None:
+    from moto.dynamodb.models.table import Table
+
+    from trawl.local.motoserver import query_one_partition
+
+    saved_query, saved_all = Table.query, Table.all_items
+    whole_table_reads: list[int] = []
+
+    def counting(self: Table) -> Any:
+        whole_table_reads.append(1)
+        return saved_all(self)
+
+    Table.all_items = counting  # type: ignore[method-assign]
+    query_one_partition()
+    try:
+        with mock_aws():
+            db = boto3.client("dynamodb", region_name="us-east-1")
+            db.create_table(
+                TableName="t",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                    {"AttributeName": "g", "AttributeType": "S"},
+                ],
+                GlobalSecondaryIndexes=[
+                    {
+                        "IndexName": "by_g",
+                        "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                ],
+            )
+            for pk in ("JOB#a", "JOB#b"):
+                for n in (3, 1, 2):
+                    item = {"pk": {"S": pk}, "sk": {"S": f"D{n}"}, "g": {"S": "all"}}
+                    db.put_item(TableName="t", Item=item)
+            whole_table_reads.clear()
+            keys: Any = {":pk": {"S": "JOB#a"}}
+            first = db.query(
+                TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues=keys, Limit=2
+            )
+            rest = db.query(
+                TableName="t",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=keys,
+                ExclusiveStartKey=first["LastEvaluatedKey"],
+            )
+            newest = db.query(
+                TableName="t",
+                KeyConditionExpression="pk = :pk AND sk > :after",
+                ExpressionAttributeValues={**keys, ":after": {"S": "D1"}},
+                ScanIndexForward=False,
+            )
+            assert whole_table_reads == [], "a Query on the table's key read the whole table"
+            by_index = db.query(
+                TableName="t",
+                IndexName="by_g",
+                KeyConditionExpression="g = :g",
+                ExpressionAttributeValues={":g": {"S": "all"}},
+            )
+    finally:
+        Table.query, Table.all_items = saved_query, saved_all  # type: ignore[method-assign]
+    assert [i["sk"]["S"] for i in first["Items"] + rest["Items"]] == ["D1", "D2", "D3"]
+    assert {i["pk"]["S"] for i in first["Items"] + rest["Items"]} == {"JOB#a"}
+    assert [i["sk"]["S"] for i in newest["Items"]] == ["D3", "D2"]
+    assert by_index["Count"] == 6

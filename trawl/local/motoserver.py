@@ -8,6 +8,7 @@ handlers the local runtime invokes (the machine has two cores; one process would
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -167,7 +168,7 @@ def build_queue_attributes_once() -> None:
 
 
 class _Shadow:
-    """A queue seen through a few overridden class constants (for one attributes build)."""
+    """An object of moto's seen with a few attributes overridden (for one call)."""
 
     def __init__(self, queue: Any, **overrides: Any) -> None:
         self._queue = queue
@@ -199,6 +200,33 @@ def keep_schedules_out_of_event_matching() -> None:
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
 
+def query_one_partition() -> None:
+    """moto 5.2.x answers a Query on a table's own key by sorting every item of the table, then
+    keeping the partition asked for. The ledger reads a job's partition (its row and counts, a
+    dozen rows) on every `trawl status` and every batch of stream changes: with 10,000 item rows
+    in the table that Query cost 90 ms, and it grew with every job the stack had run. DynamoDB
+    reads only the partition; here a Query on the table's own key looks only at it too. Queries
+    of an index are left as they are."""
+    from moto.dynamodb.models.table import Table
+
+    query = Table.query
+    if getattr(query, "trawl_one_partition", False):
+        return
+    signature = inspect.signature(query)
+
+    def one_partition(self: Any, *args: Any, **kwargs: Any) -> Any:
+        asked = signature.bind(self, *args, **kwargs).arguments
+        hash_key = asked.get("hash_key")
+        if asked.get("index_name") or hash_key is None or not self.range_key_attr:
+            return query(self, *args, **kwargs)
+        rows = self.items.get(hash_key, {})
+        partition: Any = _Shadow(self, all_items=lambda: list(rows.values()))
+        return query(partition, *args, **kwargs)
+
+    one_partition.trawl_one_partition = True  # type: ignore[attr-defined]
+    Table.query = one_partition  # type: ignore[method-assign]
+
+
 def _exit_with_parent() -> None:
     """The parent holds this process's stdin open; when it ends, even killed, stdin reaches EOF
     and the server goes too, instead of lingering on its port."""
@@ -221,6 +249,7 @@ def main() -> None:
     build_queue_attributes_once()
     serialise_dynamodb_writes()
     keep_schedules_out_of_event_matching()
+    query_one_partition()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

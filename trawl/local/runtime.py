@@ -13,6 +13,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -57,6 +58,20 @@ class LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def set_handler_log_level(level: int) -> None:
+    """The handlers' log level, in this process and in the execution environments it starts
+    (they inherit this environment). The producer runs in this process, and its Powertools
+    loggers (named trawl.<module>, each with its own level) may exist already, so their levels
+    are set here too."""
+    os.environ["POWERTOOLS_LOG_LEVEL"] = logging.getLevelName(level)
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false" if level <= logging.INFO else "true"
+    for name, found in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "trawl" or name.startswith("trawl.")) and isinstance(found, logging.Logger):
+            found.setLevel(level)
+    logging.getLogger("trawl").setLevel(level)
+    logging.getLogger("botocore").setLevel(max(level, logging.ERROR))
 
 
 def _logs_to_stderr() -> None:
