@@ -162,7 +162,9 @@ class Counts:
         return self.ok + self.permanent + self.dead_lettered + self.stale
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
-        return [(reason, count) for reason, count in self.reasons.most_common() if count > 0][:n]
+        """The n most frequent reasons, most first; ties by name, so the order never wobbles."""
+        found = sorted(((r, c) for r, c in self.reasons.items() if c > 0), key=lambda rc: (-rc[1], rc[0]))
+        return found[:n]
 
 
 def job_state(producer: str, enqueued: int, counts: Counts) -> JobState:

@@ -338,9 +338,9 @@ def _render(s: JobSummary) -> None:
         out.print("  failure reasons: " + " · ".join(f"{r} {n}" for r, n in s.failure_reasons.items()))
     data_dir = Path(s.data_dir) if s.data_dir else None
     if s.output_prefix:
-        out.print(f"  records: {s.output_prefix}")
+        out.print(f"  output: {s.output_prefix}")
         if data_dir is not None:
-            out.print(f"           copied to {data_dir / s.output_prefix.split('/', 3)[3]}")
+            out.print(f"          copied to {data_dir / s.output_prefix.split('/', 3)[3]}")
     if s.rejected:
         where = (
             data_dir / "jobs" / s.job_id / "rejects.csv" if data_dir else f"s3 jobs/{s.job_id}/rejects.csv"

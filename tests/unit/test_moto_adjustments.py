@@ -223,3 +223,109 @@ def test_a_query_on_the_table_key_reads_only_its_partition_and_answers_the_same(
     assert {i["pk"]["S"] for i in first["Items"] + rest["Items"]} == {"JOB#a"}
     assert [i["sk"]["S"] for i in newest["Items"]] == ["D3", "D2"]
     assert by_index["Count"] == 6
+
+
+def test_dynamodb_writes_take_one_lock_so_conditions_hold() -> None:
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    from trawl.local.motoserver import serialise_dynamodb_writes
+
+    names = ("put_item", "update_item", "delete_item", "transact_write_items")
+    saved = {name: getattr(DynamoDBBackend, name) for name in names}
+    table_put = Table.put_item
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def slow_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+        # Widens moto's window between checking a condition and writing the item.
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        try:
+            return table_put(self, *args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    Table.put_item = slow_put  # type: ignore[method-assign]
+    serialise_dynamodb_writes()
+    won: list[str] = []
+    try:
+        with mock_aws():
+            db = boto3.client("dynamodb", region_name="us-east-1")
+            db.create_table(
+                TableName="t",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            )
+
+            def settle(worker: str) -> None:
+                try:
+                    db.put_item(
+                        TableName="t",
+                        Item={"pk": {"S": "ITEM#j#alice"}, "by": {"S": worker}},
+                        ConditionExpression="attribute_not_exists(pk)",
+                    )
+                except db.exceptions.ConditionalCheckFailedException:
+                    return
+                won.append(worker)
+
+            threads = [threading.Thread(target=settle, args=(f"w{n}",)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            stored = db.get_item(TableName="t", Key={"pk": {"S": "ITEM#j#alice"}})["Item"]["by"]["S"]
+    finally:
+        Table.put_item = table_put  # type: ignore[method-assign]
+        for name, original in saved.items():
+            setattr(DynamoDBBackend, name, original)
+    assert most[0] == 1, "two DynamoDB writes ran at once"
+    assert won == [stored], won
+
+
+def test_a_schedule_rule_never_matches_an_event_and_does_not_fail_put_events() -> None:
+    import json
+
+    from moto.events.models import Rule
+
+    from trawl.local.motoserver import keep_schedules_out_of_event_matching
+
+    send = Rule.send_to_targets
+    keep_schedules_out_of_event_matching()
+    try:
+        with mock_aws():
+            events, sqs = (
+                boto3.client("events", region_name="us-east-1"),
+                boto3.client("sqs", region_name="us-east-1"),
+            )
+            url = sqs.create_queue(QueueName="finished")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            events.put_rule(Name="every-10-minutes", ScheduleExpression="rate(10 minutes)")
+            function = "arn:aws:lambda:us-east-1:123456789012:function:ledger"
+            events.put_targets(Rule="every-10-minutes", Targets=[{"Id": "ledger", "Arn": function}])
+            events.put_rule(Name="finished", EventPattern=json.dumps({"source": ["trawl"]}))
+            events.put_targets(Rule="finished", Targets=[{"Id": "q", "Arn": arn}])
+
+            answer = events.put_events(
+                Entries=[
+                    {
+                        "Source": "trawl",
+                        "DetailType": "Job Finished",
+                        "Detail": "{}",
+                        "EventBusName": "default",
+                    }
+                ]
+            )
+            [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    finally:
+        Rule.send_to_targets = send  # type: ignore[method-assign]
+    assert answer["FailedEntryCount"] == 0, answer
+    assert json.loads(message["Body"])["detail-type"] == "Job Finished"
