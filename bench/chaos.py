@@ -28,12 +28,13 @@ from boto3.dynamodb.types import TypeDeserializer
 from bench.common import quiet_handlers
 from models.ledger import SETTLED, item_of
 from models.normalise import InvalidTarget, normalise
-from trawl.jobs import JobSummary, job_summary, load_manifest
-from trawl.local.pipeline import LocalSession, local_session, message_body, release, submit, wait_for_jobs
 from trawl.local.runtime import CrashedBatch
-from trawl.local.stack import queue_depth
-from trawl.ops import redrive
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Call, Faults, decode_sec_uid, video_count
+from trawl.stack.describe import queue_depth
+from trawl.stack.jobs import JobSummary, job_summary, load_manifest
+from trawl.stack.ops import redrive
+from trawl.stack.submit import message_body, release, submit, wait_for_jobs
 
 _deserialise = TypeDeserializer().deserialize
 # ~20% of upstream calls fail retryably (429/503 throttle; 500/520/timeout/reset are "unavailable",
@@ -615,7 +616,7 @@ def render(report: ChaosReport) -> str:
             " standing for that timeout elapsing."
         )
     lines.append(
-        "re-drive with faults off (trawl.ops.redrive): "
+        "re-drive with faults off (trawl.stack.ops.redrive): "
         + ", ".join(f"{p} {n}" for p, n in report.redriven.items())
         + f" messages moved; DLQ'd items were {'all' if not report.violations else 'NOT all'} recovered"
     )

@@ -23,10 +23,11 @@ from models import JobManifest, ObjectRef, Source, WorkItem
 from models.ledger import item_key as ledger_item_key
 from producer.ledger import JobRows
 from producer.store import JobStore
-from trawl.jobs import job_summary
-from trawl.local.pipeline import LOCAL_WORKER_ENV, LocalSession
+from trawl.local.create import SANDBOX_KEYS
 from trawl.local.runtime import set_handler_log_level
-from trawl.local.stack import SANDBOX_KEYS, FunctionInfo, Stack
+from trawl.local.session import LOCAL_WORKER_ENV, LocalSession
+from trawl.stack.describe import FunctionInfo, Stack
+from trawl.stack.jobs import job_summary
 
 JOB_DATE = "2026-11-30"
 

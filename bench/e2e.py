@@ -32,9 +32,10 @@ from bench.common import (
     work_item,
     write_accounts_csv,
 )
-from trawl.local.pipeline import LocalSession, local_session, submit
-from trawl.local.stack import queue_depth
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
+from trawl.stack.describe import queue_depth
+from trawl.stack.submit import submit
 
 TARGET_OVER_SCRIPT = 10.0
 TARGET_OF_CEILING = 0.5

@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import count_requests, quiet_handlers, seed_job, table, verdict
-from trawl.jobs import load_manifest
-from trawl.local.pipeline import local_session, message_body, release
-from trawl.local.stack import Stack
-from trawl.ops import job_status
+from trawl.local.session import local_session
+from trawl.stack.describe import Stack
+from trawl.stack.jobs import load_manifest
+from trawl.stack.ops import job_status
+from trawl.stack.submit import message_body, release
 
 SIZES = (1_000, 10_000, 100_000)
 

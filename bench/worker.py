@@ -24,8 +24,8 @@ from bench.common import (
     work_item,
     worker_env,
 )
-from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 
 BATCH = 10

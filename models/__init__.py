@@ -4,7 +4,6 @@
 from models.records import (
     SCHEMA_VERSION,
     AccountData,
-    InputRow,
     JobManifest,
     Lease,
     ObjectRef,
@@ -15,14 +14,13 @@ from models.records import (
     VideoData,
     WorkItem,
 )
-from models.targets import KINDS_BY_PLATFORM, PAIRS, Kind, Platform, check_pair
+from models.targets import KINDS_BY_PLATFORM, PAIRS, Kind, Platform, pair_problem
 
 __all__ = [
     "KINDS_BY_PLATFORM",
     "PAIRS",
     "SCHEMA_VERSION",
     "AccountData",
-    "InputRow",
     "JobManifest",
     "Kind",
     "Lease",
@@ -34,5 +32,5 @@ __all__ = [
     "Status",
     "VideoData",
     "WorkItem",
-    "check_pair",
+    "pair_problem",
 ]

@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from models.records import MAX_TARGET
+
 MAX_USERNAME = 24
-MAX_URL = 2048  # the WorkItem's limit for a target; real product links are far shorter
+MAX_URL = MAX_TARGET  # what a WorkItem's target may hold; real product links are far shorter
 _URL_JUNK = re.compile(r"[\s\x00-\x1f\x7f]")  # inside a link: pasted text, not a URL
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:(?!\d)", re.IGNORECASE)
 _USERNAME = re.compile(r"^[a-z0-9_.]{2,24}$")
@@ -138,17 +140,26 @@ def _canonical_host(platform: str, host: str) -> str:
     return bare if platform == "shopee" else "www." + bare
 
 
+def product_platform(host: str) -> str | None:
+    """The marketplace whose allow-listed domains `host` is on, or None."""
+    return next((p for p, domains in PRODUCT_HOSTS.items() if _host_allowed(host, domains)), None)
+
+
+def marketplace_ids(platform: str, path: str) -> re.Match[str] | None:
+    """Where a product path carries the marketplace's ids: Shopee's shop and item id, Lazada's
+    item id (the last group is always the item's). Tokopedia's paths carry none."""
+    for pattern in {"shopee": _SHOPEE_ID, "lazada": (_LAZADA_ID,)}.get(platform, ()):
+        found = pattern.search(path)
+        if found:
+            return found
+    return None
+
+
 def _product_key(platform: str, host: str, path: str, canonical: str) -> str:
     region = host.rsplit(".", 1)[-1]
-    if platform == "shopee":
-        for pattern in _SHOPEE_ID:
-            found = pattern.search(path)
-            if found:
-                return f"{region}-{found.group(1)}-{found.group(2)}"
-    if platform == "lazada":
-        found = _LAZADA_ID.search(path)
-        if found:
-            return f"{region}-{found.group(1)}"
+    found = marketplace_ids(platform, path)
+    if found:
+        return "-".join((region, *found.groups()))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 

@@ -16,19 +16,14 @@ SCHEMA_VERSION: Literal[1] = 1
 Status = Literal[
     "ok", "not_found", "private", "unavailable", "invalid_target", "domain_refused", "not_a_product"
 ]
-ItemKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.=-]+$")]
+ITEM_KEY_PATTERN = r"^[A-Za-z0-9_.=-]+$"
+MAX_ITEM_KEY = 200
+MAX_TARGET = 2048
+ItemKey = Annotated[str, Field(min_length=1, max_length=MAX_ITEM_KEY, pattern=ITEM_KEY_PATTERN)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InputRow(_Model):
-    """One data row of an input CSV once its target column is found (row 1 is the header)."""
-
-    row: int = Field(ge=2)
-    target: str
-    context: dict[str, str] = Field(default_factory=dict)
 
 
 class Source(_Model):
@@ -46,7 +41,7 @@ class WorkItem(_Model):
     platform: Platform
     kind: Kind
     item_key: ItemKey
-    target: str = Field(min_length=1, max_length=2048)
+    target: str = Field(min_length=1, max_length=MAX_TARGET)
     source: Source
     context: dict[str, str] = Field(default_factory=dict)
     cursor: str | None = Field(default=None, pattern=r"^[0-9]+$")

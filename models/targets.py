@@ -18,9 +18,11 @@ PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-def check_pair(platform: str, kind: str) -> tuple[Platform, Kind]:
-    """Return the pair typed, or raise ValueError naming the pairs the contract has."""
-    if (platform, kind) not in PAIRS:
-        known = ", ".join(sorted(f"{p}/{k}" for p, k in PAIRS))
-        raise ValueError(f"unknown platform/kind '{platform}/{kind}'; trawl knows {known}")
-    return platform, kind  # type: ignore[return-value]
+def pair_problem(platform: str, kind: str, source: str = "") -> str | None:
+    """None for a pair of the contract; else what users read: the pair (and `source`, where it
+    came from) and the pairs trawl knows."""
+    if (platform, kind) in PAIRS:
+        return None
+    known = ", ".join(sorted(f"{p}/{k}" for p, k in PAIRS))
+    where = f" (from {source})" if source else ""
+    return f"'{platform}/{kind}'{where} is not a platform/kind trawl knows: {known}"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from models import PAIRS, JobManifest, ObjectRef, WorkItem
+from models import JobManifest, ObjectRef, WorkItem, pair_problem
 from producer.csvstream import BadFile, Header, RawRow, RowReader, iter_lines, read_header
 from producer.fanout import Fanout
 from producer.lease import Claim, LeaseLost, Leases, utcnow
@@ -73,9 +73,9 @@ def parse_input_key(key: str) -> tuple[str, str]:
     if len(parts) != 4 or parts[0] != "input" or not parts[3]:
         raise BadFile(f"input key '{key}' must look like input/<platform>/<kind>/<name>.csv")
     platform, kind = parts[1].lower(), parts[2].lower()
-    if (platform, kind) not in PAIRS:
-        known = ", ".join(sorted(f"{p}/{k}" for p, k in PAIRS))
-        raise BadFile(f"'{platform}/{kind}' (from key '{key}') is not a platform/kind trawl knows: {known}")
+    problem = pair_problem(platform, kind, f"key '{key}'")
+    if problem:
+        raise BadFile(problem)
     return platform, kind
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.session import LocalSession, local_session
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

@@ -13,8 +13,9 @@ from bench.common import count_requests as count_requests
 from bench.common import seed_job as bench_seed_job
 from models import JobManifest, Source, WorkItem
 from tests.conftest import load_event
-from trawl.jobs import load_manifest
-from trawl.local.pipeline import LocalSession, submit, wait_for_jobs
+from trawl.local.session import LocalSession
+from trawl.stack.jobs import load_manifest
+from trawl.stack.submit import submit, wait_for_jobs
 
 
 def run_csv(

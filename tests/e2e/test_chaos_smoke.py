@@ -24,8 +24,8 @@ from bench.chaos import (
     render,
     run_chaos,
 )
-from trawl.jobs import JobSummary
 from trawl.sandbox import Call, Faults, SandboxServer
+from trawl.stack.jobs import JobSummary
 
 SMOKE = ChaosConfig(items=40, doomed=2, timeout_s=120)
 

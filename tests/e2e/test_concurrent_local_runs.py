@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.helpers import manifest, records
-from trawl.local.pipeline import LocalSession, local_session, submit, wait_for_jobs
 from trawl.local.runtime import LOCAL_ROWS_PER_INVOCATION
+from trawl.local.session import LocalSession, local_session
+from trawl.stack.submit import submit, wait_for_jobs
 
 ROWS = 2 * LOCAL_ROWS_PER_INVOCATION + 50  # three producer invocations: two checkpoints
 

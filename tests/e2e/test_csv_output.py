@@ -8,8 +8,8 @@ import io
 from pathlib import Path
 
 from tests.helpers import run_csv
-from trawl.jobs import job_summary
-from trawl.local.pipeline import local_session
+from trawl.local.session import local_session
+from trawl.stack.jobs import job_summary
 
 
 def test_csv_records_and_summary(tmp_path: Path) -> None:

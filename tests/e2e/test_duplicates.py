@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from tests.helpers import records, run_csv
-from trawl.jobs import job_summary
-from trawl.local.pipeline import local_session
+from trawl.local.session import local_session
+from trawl.stack.jobs import job_summary
 
 
 def test_every_delivery_twice_counts_and_fetches_each_item_once(tmp_path: Path) -> None:

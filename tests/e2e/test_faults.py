@@ -11,9 +11,9 @@ import pytest
 
 from models import WorkItem
 from tests.helpers import manifest, records, run_csv
-from trawl.jobs import job_summary
-from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
+from trawl.stack.jobs import job_summary
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from trawl.cli import app
-from trawl.local.pipeline import LocalSession, local_session
-from trawl.local.up import UpState
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
+from trawl.stack.running import UpState
 
 runner = CliRunner()
 TRAWL = str(Path(sys.executable).with_name("trawl"))

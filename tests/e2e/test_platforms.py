@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import manifest, records, rejects, run_csv
-from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.session import LocalSession, local_session
 
 PRODUCTS = {
     "tokopedia": (

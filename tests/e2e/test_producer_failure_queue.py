@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from tests.fakes import RefusingSqs
 from trawl.cli import app
-from trawl.local.pipeline import LocalSession, local_session
-from trawl.local.up import UpState
+from trawl.local.session import LocalSession, local_session
+from trawl.stack.running import UpState
 
 runner = CliRunner()
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from trawl.analysis.query import run_query
 from trawl.cli import DEMO_FILES, app
-from trawl.local.pipeline import copy_to_data_dir, local_session, submit, wait_for_jobs
-from trawl.query import run_query
+from trawl.local.session import local_session
+from trawl.stack.submit import copy_to_data_dir, submit, wait_for_jobs
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from tests.helpers import records
 from trawl.cli import app
-from trawl.local.pipeline import LocalSession, local_session
-from trawl.local.up import UpState
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
+from trawl.stack.running import UpState
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.helpers import manifest, records, rejects, run_csv
-from trawl.local.pipeline import LocalSession
+from trawl.local.session import LocalSession
 
 VALID = [f"user{n:02d}" for n in range(30)] + ["zach.king", "khaby_lame", "ghost_one", "private_club", "nasa"]
 # Spellings of names above that must collapse onto them.

@@ -11,9 +11,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from tests.helpers import account_item, records
-from trawl.local.pipeline import LocalSession, local_session
+from trawl.local.create import SANDBOX_KEYS
 from trawl.local.runtime import LocalContext
-from trawl.local.stack import SANDBOX_KEYS
+from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
 

@@ -12,8 +12,8 @@ from models import WorkItem
 from producer import handler as producer_handler
 from tests.conftest import load_event
 from tests.helpers import NoContinuation, account_item, manifest, records, rejects, uploaded
-from trawl.local.pipeline import LocalSession
 from trawl.local.runtime import LocalContext
+from trawl.local.session import LocalSession
 from workers import handler as worker_handler
 
 

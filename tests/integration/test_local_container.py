@@ -15,9 +15,10 @@ import pytest
 
 from tests.helpers import process_state
 from trawl.local.container import ContainerDied, HandlerError, ProcessContainer
-from trawl.local.pipeline import LOCAL_WORKER_ENV, job_id_of, local_session
 from trawl.local.runtime import LocalRuntime
-from trawl.local.stack import FunctionInfo
+from trawl.local.session import LOCAL_WORKER_ENV, local_session
+from trawl.stack.describe import FunctionInfo
+from trawl.stack.submit import job_id_of
 
 PROBE = FunctionInfo(
     name="probe-fn",

@@ -12,8 +12,8 @@ import pytest
 
 from tests.helpers import rejects
 from tests.integration.test_producer_inputs import ProducerDriver
-from trawl.local.pipeline import LocalSession
 from trawl.local.runtime import LocalContext
+from trawl.local.session import LocalSession
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from models import JobManifest, WorkItem
-from trawl.jobs import load_manifest
-from trawl.local.pipeline import LocalSession, job_id_of, local_session
 from trawl.local.runtime import Container
+from trawl.local.session import LocalSession, local_session
+from trawl.stack.jobs import load_manifest
+from trawl.stack.submit import job_id_of
 
 ROWS = 3_000
 ROWS_PER_INVOCATION = "600"  # five invocations, four continuations

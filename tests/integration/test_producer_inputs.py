@@ -15,8 +15,9 @@ from models import JobManifest, WorkItem
 from producer import handler as producer_handler
 from producer.fanout import EnqueueFailed
 from tests.helpers import NoContinuation, manifest, rejects, uploaded
-from trawl.local.pipeline import LocalSession, job_id_of
 from trawl.local.runtime import LocalContext
+from trawl.local.session import LocalSession
+from trawl.stack.submit import job_id_of
 
 
 class ProducerDriver:

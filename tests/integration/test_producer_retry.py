@@ -11,8 +11,8 @@ import pytest
 from producer import handler as producer_handler
 from producer.store import JobStore
 from tests.helpers import NoContinuation, manifest, rejects, uploaded
-from trawl.local.pipeline import LocalSession, local_session
 from trawl.local.runtime import LocalContext
+from trawl.local.session import LocalSession, local_session
 
 
 class _FailingOnce(JobStore):

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 from tests.helpers import count_requests, seed_job
 from trawl.cli import app
-from trawl.jobs import JobSummary, job_summary
-from trawl.local.pipeline import LocalSession, job_id_of, local_session
-from trawl.local.up import UpState
+from trawl.local.session import LocalSession, local_session
+from trawl.stack.jobs import JobSummary, job_summary
+from trawl.stack.running import UpState
+from trawl.stack.submit import job_id_of
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""The cost model (trawl/cost.py) on numbers that can be checked by hand, and `trawl cost`."""
+"""The cost model (trawl/analysis/cost.py) on numbers that can be checked by hand, and `trawl cost`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trawl.cli import app
-from trawl.cost import (
+from trawl.analysis.cost import (
     Estimate,
     Prices,
     Workload,
@@ -17,6 +16,7 @@ from trawl.cost import (
     step_functions_estimate,
     trawl_estimate,
 )
+from trawl.cli import app
 
 PRICES = Prices()
 

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from models import AccountData, OutputRecord, ProductData, Source, VideoData
+from trawl.analysis.query import VIEWS, QueryError, View, record_columns, run_query
 from trawl.cli import app
 from trawl.local.template import load_template
-from trawl.query import VIEWS, QueryError, View, record_columns, run_query
 from workers.output import output_key, to_csv
 
 JOB = "0123456789abcdef"

@@ -6,17 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from trawl.sandbox import (
-    FAULT_KINDS,
-    Faults,
-    decode_sec_uid,
-    encode_sec_uid,
-    fault_reply,
-    tikapi_check,
-    tikapi_posts,
-    zyte_extract,
-    zyte_key_ok,
-)
+from trawl.sandbox import FAULT_KINDS, Faults, decode_sec_uid, encode_sec_uid
+from trawl.sandbox.faults import fault_reply
+from trawl.sandbox.tikapi import tikapi_check, tikapi_posts
+from trawl.sandbox.zyte import zyte_extract, zyte_key_ok
 
 # --------------------------------------------------------------------------- fault specs
 

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from trawl.local.stack import FunctionInfo
+from trawl.stack.describe import FunctionInfo
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any
 from trawl.local.container import ContainerDied, ProcessContainer
 from trawl.local.invoke import LOCAL_RETRY_DELAYS_S, AsyncInvocations, Invocation, InvokeServer
 from trawl.local.schedules import LOCAL_SCALE, RuleRunner, scheduled_rules
-from trawl.local.stack import EventSource, FunctionInfo, Stack, queue_depth
 from trawl.local.streams import StreamPoller
+from trawl.stack.describe import EventSource, FunctionInfo, Stack, queue_depth
 
 log = logging.getLogger(__name__)
 

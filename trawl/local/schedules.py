@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trawl.local.container import ContainerDied, ProcessContainer
-from trawl.local.stack import FunctionInfo, Stack
+from trawl.stack.describe import FunctionInfo, Stack
 
 log = logging.getLogger(__name__)
 

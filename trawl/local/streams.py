@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trawl.local.container import ContainerDied, ProcessContainer
-from trawl.local.stack import FunctionInfo, Stack, StreamSource
+from trawl.stack.describe import FunctionInfo, Stack, StreamSource
 
 log = logging.getLogger(__name__)
 

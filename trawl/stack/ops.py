@@ -12,9 +12,9 @@ from typing import Any
 
 from ledger.view import open_items, read_job
 from ledger.view import recent_jobs as ledger_recent_jobs
-from trawl.jobs import JobSummary, job_summary
-from trawl.local.pipeline import message_body, release
-from trawl.local.stack import Stack, queue_depth
+from trawl.stack.describe import Stack, queue_depth
+from trawl.stack.jobs import JobSummary, job_summary
+from trawl.stack.submit import message_body, release
 
 # How long a re-drive by job waits for the ledger's dead-lettered items to show in the DLQ
 # (a message moves there on the receive after its last failure, once its backoff is over).

@@ -12,7 +12,7 @@ from ledger.view import JobView, read_job
 from models import JobManifest
 from models.ledger import PERMANENT, Counts, job_state
 from producer.store import JobStore
-from trawl.local.stack import Stack
+from trawl.stack.describe import Stack
 
 
 @dataclass

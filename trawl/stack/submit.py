@@ -1,29 +1,29 @@
-"""Runs jobs on a stack: the local session (embedded AWS, sandbox, Lambda stand-in), the upload,
-waiting for each job by its own counts, and the copy of output/ and jobs/ to the data dir."""
+"""Runs jobs on any stack: the upload, waiting for each job by its own counts, and the copy of
+output/ and jobs/ to the data dir."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from models import ObjectRef
 from producer.job import job_id_for
-from trawl.jobs import JobSummary, job_summary
-from trawl.local.aws import EmbeddedAws
-from trawl.local.invoke import LOCAL_RETRY_DELAYS_S
-from trawl.local.runtime import LocalRuntime
-from trawl.local.stack import Stack, create_local_stack
-from trawl.sandbox import Faults, SandboxServer
+from trawl.stack.describe import Stack
+from trawl.stack.jobs import JobSummary, job_summary
 
-STACK_NAME = "trawl"
-# Locally, retries back off for seconds, not minutes, so a run with faults finishes quickly.
-LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "3"}
+
+class Triggers(Protocol):
+    """What stands in for S3's notification to the producer when trawl runs the functions
+    itself (a private local stack)."""
+
+    def upload_event(self, bucket: str, key: str) -> dict[str, Any]: ...
+
+    def deliver(self, event: dict[str, Any]) -> str: ...
 
 
 class Session(Protocol):
@@ -34,83 +34,13 @@ class Session(Protocol):
     def stack(self) -> Stack: ...
 
     @property
-    def runtime(self) -> LocalRuntime | None: ...
-
-
-@dataclass
-class LocalSession:
-    aws: EmbeddedAws
-    sandbox: SandboxServer
-    stack: Stack
-    runtime: LocalRuntime
-    upstreams: Upstreams = field(default_factory=lambda: Upstreams())
+    def runtime(self) -> Triggers | None: ...
 
 
 @dataclass
 class AttachedSession:
     stack: Stack
     runtime: None = None
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A real upstream (or a stand-in for one) instead of the sandbox: its URL as the template
-    parameter means it, and its API key, which goes only into the embedded SSM."""
-
-    url: str
-    key: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Upstreams:
-    tikapi: Upstream | None = None
-    zyte: Upstream | None = None
-
-    def describe(self, sandbox_url: str) -> list[tuple[str, str]]:
-        """(API, where it is) for the start-up banner; never the key."""
-        return [
-            ("TikAPI", self.tikapi.url if self.tikapi else f"sandbox {sandbox_url}"),
-            ("Zyte API", self.zyte.url if self.zyte else f"sandbox {sandbox_url}/v1/extract"),
-        ]
-
-
-@contextmanager
-def local_session(
-    faults: Faults | None = None,
-    parameters: dict[str, str] | None = None,
-    worker_env: dict[str, str] | None = None,
-    upstreams: Upstreams | None = None,
-    retry_delays_s: tuple[float, ...] | None = None,
-    workers: bool = True,
-    deliver_twice: bool = False,
-) -> Iterator[LocalSession]:
-    """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
-    `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
-    in every function's environment (as editing the function's configuration would);
-    `upstreams` replaces the sandbox for TikAPI and/or Zyte API."""
-    upstreams = upstreams or Upstreams()
-    aws = EmbeddedAws().start()
-    sandbox = SandboxServer(faults=faults).start()
-    try:
-        stack_parameters = {
-            "TikApiBaseUrl": upstreams.tikapi.url if upstreams.tikapi else sandbox.tikapi_url,
-            "ZyteApiUrl": upstreams.zyte.url if upstreams.zyte else sandbox.zyte_url,
-        }
-        keys = {api: u.key for api, u in (("tikapi", upstreams.tikapi), ("zyte", upstreams.zyte)) if u}
-        stack = create_local_stack(aws.endpoint, STACK_NAME, stack_parameters | (parameters or {}), keys)
-        runtime = LocalRuntime(
-            stack,
-            env_overrides=LOCAL_WORKER_ENV | (worker_env or {}),
-            retry_delays_s=LOCAL_RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
-            deliver_twice=deliver_twice,
-        ).start(workers=workers)
-        try:
-            yield LocalSession(aws, sandbox, stack, runtime, upstreams)
-        finally:
-            runtime.stop()
-    finally:
-        sandbox.stop()
-        aws.stop()
 
 
 def submit(session: Session, path: Path, platform: str, kind: str) -> str:

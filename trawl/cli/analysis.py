@@ -1,0 +1,105 @@
+"""Commands on the results: query (DuckDB over the data dir) and cost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from models import PAIRS, pair_problem
+from models.endpoints import check_upstream_url
+from trawl.local.runtime import set_handler_log_level
+from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
+from trawl.sandbox import Faults
+from trawl.stack.describe import Stack, describe_stack
+from trawl.stack.endpoint import REGION, Endpoint
+from trawl.stack.jobs import load_manifest
+from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
+from trawl.stack.running import UpState, clear, running_stack, state_file
+from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the views tiktok_accounts, tiktok_videos, products.")],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The folder `trawl run` / `trawl demo` copied output/ to.")
+    ] = Path("trawl-data"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run SQL (DuckDB) over the records in the data dir."""
+    # Imported here so the other commands never load DuckDB.
+    import sys
+
+    from rich.text import Text
+
+    from trawl.analysis.query import FORMATS, QueryError, run_query, write_result
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")
+    try:
+        result = run_query(data_dir, sql)
+    except QueryError as exc:
+        console.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(1) from exc
+    write_result(result, fmt, sys.stdout)
+
+
+@app.command()
+def cost(
+    items: Annotated[int, typer.Option("--items", min=1, help="Items in the job (or in a day of jobs).")],
+    avg_latency_ms: Annotated[
+        float,
+        typer.Option("--avg-latency-ms", min=0, help="Average upstream call; a batch's items run at once."),
+    ] = 2_000.0,
+    retry_rate: Annotated[
+        float, typer.Option("--retry-rate", min=0, max=0.99, help="Share of deliveries that fail and retry.")
+    ] = 0.05,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a job costs on AWS: trawl's SQS fan-out next to Step Functions Distributed Map."""
+    from dataclasses import asdict
+
+    from trawl.analysis.cost import Prices, Workload, compare
+
+    prices = Prices()
+    workload = Workload(items=items, avg_latency_ms=avg_latency_ms, retry_rate=retry_rate)
+    estimates = compare(workload, prices)
+    if as_json:
+        payload = {"prices": asdict(prices), "workload": asdict(workload)}
+        typer.echo(json.dumps(payload | {"estimates": [e.to_dict() for e in estimates]}, indent=2))
+        return
+    out.print(
+        f"[bold]AWS price inputs[/] ({prices.region} list prices as assumed on {prices.as_of};"
+        " inputs, not live)"
+    )
+    for name, value in asdict(prices).items():
+        if name not in ("as_of", "region"):
+            out.print(f"  {name:<40} ${value:g}")
+    out.print(
+        f"[bold]workload[/] {items:,} items · upstream {avg_latency_ms:g} ms · retry rate {retry_rate:g}"
+        f" · batch {workload.batch_size} · workers {workload.worker_memory_mb} MB arm64"
+    )
+    for estimate in estimates:
+        out.print(f"\n[bold]{estimate.name}[/]")
+        for line in estimate.lines:
+            out.print(
+                f"  {line.service:<15}{line.what:<72}{line.quantity:>16,.1f} {line.unit:<12}"
+                f"${line.cost:>10.4f}"
+            )
+        services = " · ".join(f"{s} ${c:.2f}" for s, c in estimate.by_service().items())
+        out.print(
+            f"  [bold]total ${estimate.total:,.2f}[/]"
+            f"  (${estimate.per_million_items:,.2f} per million items)  {services}"
+        )

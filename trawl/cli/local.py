@@ -1,0 +1,418 @@
+"""The `trawl` command: runs jobs on the local default (embedded AWS + sandbox upstream) and
+reports them. See docs/contract.md, "Commands"."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from models import PAIRS, pair_problem
+from models.endpoints import check_upstream_url
+from trawl.local.runtime import set_handler_log_level
+from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
+from trawl.sandbox import Faults
+from trawl.stack.describe import Stack, describe_stack
+from trawl.stack.endpoint import REGION, Endpoint
+from trawl.stack.jobs import load_manifest
+from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
+from trawl.stack.running import UpState, clear, running_stack, state_file
+from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+
+
+TikApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tikapi-url",
+        help="Use this TikAPI instead of the sandbox: its base URL, as the TikApiBaseUrl parameter means it "
+        "(e.g. https://api.tikapi.io); key from TIKAPI_KEY or --tikapi-key-file.",
+    ),
+]
+ZyteUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--zyte-url",
+        help="Use this Zyte API instead of the sandbox: its extract endpoint, as the ZyteApiUrl parameter "
+        "means it (e.g. https://api.zyte.com/v1/extract); key from ZYTE_API_KEY or --zyte-key-file.",
+    ),
+]
+TikApiKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--tikapi-key-file", help="A file holding the TikAPI key (instead of TIKAPI_KEY)."),
+]
+ZyteKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--zyte-key-file", help="A file holding the Zyte API key (instead of ZYTE_API_KEY)."),
+]
+# (API, its URL flag, the environment variable and the key-file flag holding its key)
+_UPSTREAM_FLAGS = {
+    "tikapi": ("TikAPI", "--tikapi-url", "TIKAPI_KEY", "--tikapi-key-file"),
+    "zyte": ("Zyte API", "--zyte-url", "ZYTE_API_KEY", "--zyte-key-file"),
+}
+
+DEMO_FILES = {
+    ("tiktok", "account"): "tiktok_accounts.csv",
+    ("tiktok", "videos"): "tiktok_videos.csv",
+    ("tokopedia", "product"): "tokopedia_products.csv",
+    ("shopee", "product"): "shopee_products.csv",
+    ("lazada", "product"): "lazada_products.csv",
+}
+
+
+def infer_pair(path: Path, platform: str | None, kind: str | None) -> tuple[str, str]:
+    """Platform/kind from the flags, else from words in the file's name."""
+    words = set(re.split(r"[^a-z]+", path.stem.lower()))
+    platform = platform or next((p for p, _ in sorted(PAIRS) if p in words), None)
+    if platform is None:
+        raise typer.BadParameter(
+            f"cannot tell the platform from '{path.name}'; pass --platform", param_hint="FILE"
+        )
+    if kind is None:
+        kinds = sorted(k for p, k in PAIRS if p == platform)
+        kind = next((k for k in kinds if k in words or k.rstrip("s") in words or k + "s" in words), kinds[0])
+    problem = pair_problem(platform, kind)
+    if problem:
+        raise typer.BadParameter(problem)
+    return platform, kind
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Handler logs only with --verbose."""
+    set_handler_log_level(logging.INFO if verbose else logging.ERROR)
+
+
+
+
+
+
+
+
+def _upstreams(
+    tikapi_url: str | None, tikapi_key_file: Path | None, zyte_url: str | None, zyte_key_file: Path | None
+) -> Upstreams:
+    """The real upstreams the flags name, each with its key, checked before anything starts."""
+    found: dict[str, Upstream] = {}
+    for api, url, key_file in (("tikapi", tikapi_url, tikapi_key_file), ("zyte", zyte_url, zyte_key_file)):
+        name, url_flag, variable, file_flag = _UPSTREAM_FLAGS[api]
+        if url is None:
+            if key_file is not None:
+                raise typer.BadParameter(f"{file_flag} needs {url_flag}: the sandbox has keys of its own")
+            continue
+        try:
+            checked = check_upstream_url(url, allow_loopback_http=True)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=url_flag) from exc
+        key = _read_key(key_file) if key_file is not None else os.environ.get(variable, "").strip()
+        if not key:
+            raise typer.BadParameter(
+                f"{name} at {checked} needs its API key: set {variable}, or pass {file_flag} FILE",
+                param_hint=url_flag,
+            )
+        found[api] = Upstream(checked, key)
+    return Upstreams(**found)
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read the key file {path}: {type(exc).__name__}") from exc
+
+
+def _set_sandbox_faults(sandbox_url: str, faults: Faults) -> None:
+    payload = {"faults": faults.spec(), "latency_ms": faults.latency_ms}
+    httpx.post(f"{sandbox_url}/_sandbox/faults", json=payload, timeout=5).raise_for_status()
+
+
+def _open_session(
+    ctx: ExitStack,
+    faults: Faults,
+    quiet: bool,
+    stack_name: str | None,
+    endpoint_url: str | None,
+    upstreams: Upstreams,
+) -> Session:
+    attached = _attach(stack_name, endpoint_url)
+    if attached is not None:
+        stack, up = attached
+        if upstreams.tikapi or upstreams.zyte:
+            flags = " and ".join(
+                f for f, u in (("--tikapi-url", upstreams.tikapi), ("--zyte-url", upstreams.zyte)) if u
+            )
+            where = (
+                "the running `trawl up` stack sets its upstreams when it starts: stop it, then "
+                f"`trawl up {flags} ...`, or run without {flags}"
+                if up is not None
+                else "a deployed stack's upstreams are its TikApiBaseUrl / ZyteApiUrl parameters "
+                "(sam deploy --parameter-overrides)"
+            )
+            console.print(f"[red]{flags} cannot be used here[/]: {where}.")
+            raise typer.Exit(2)
+        if up is not None and (faults.rates or faults.latency_ms):
+            _set_sandbox_faults(up.sandbox_url, faults)
+        if not quiet:
+            console.print(f"using the running stack [bold]{stack.name}[/] ({stack.endpoint.url or 'AWS'})")
+        return AttachedSession(stack)
+    status = console.status("starting the embedded AWS and the sandbox") if not quiet else None
+    if status:
+        ctx.enter_context(status)
+    session: LocalSession = ctx.enter_context(local_session(faults=faults, upstreams=upstreams))
+    if status:
+        status.stop()
+    if not quiet and (upstreams.tikapi or upstreams.zyte):
+        for name, where in upstreams.describe(session.sandbox.url):
+            console.print(f"  {name:<9} {where}")
+    return session
+
+
+def _run_files(
+    files: list[tuple[Path, str, str]],
+    faults: Faults,
+    data_dir: Path,
+    quiet: bool,
+    stack_name: str | None = None,
+    endpoint_url: str | None = None,
+    upstreams: Upstreams | None = None,
+) -> list[JobSummary]:
+    with ExitStack() as ctx:
+        session = _open_session(ctx, faults, quiet, stack_name, endpoint_url, upstreams or Upstreams())
+        jobs = [submit(session, path, platform, kind) for path, platform, kind in files]
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        ) as bar:
+            tasks: dict[str, TaskID] = {
+                job_id: bar.add_task(f"{platform}/{kind} {path.name}", total=None)
+                for job_id, (path, platform, kind) in zip(jobs, files, strict=True)
+            }
+
+            def on_progress(job_id: str, done: int, total: int, producing: bool) -> None:
+                # While the producer is still reading the file the total is not known yet: "800/?",
+                # not a full-looking "800/800".
+                bar.update(tasks[job_id], completed=done, total=None if producing else total or None)
+
+            try:
+                summaries = wait_for_jobs(session, jobs, on_progress)
+            except KeyboardInterrupt:
+                bar.stop()
+                _interrupted(session, jobs)
+                raise typer.Exit(130) from None
+        stack = session.stack
+        deployed = not stack.endpoint.local
+        # A deployed bucket holds every job ever run: copy just this run's jobs from it.
+        prefixes = (
+            tuple(f"jobs/{j}/" for j in jobs) + tuple(_output_prefixes(stack, jobs)) if deployed else None
+        )
+        copy_to_data_dir(stack, data_dir, prefixes or ("output/", "jobs/"))
+        for summary in summaries:
+            summary.data_dir = str(data_dir)
+        return summaries
+
+
+def _interrupted(session: Session, jobs: list[str]) -> None:
+    """What Ctrl-C leaves behind, said plainly: a private stack ends with the command; an
+    attached one (`trawl up`, deployed) keeps working on the jobs."""
+    ids = ", ".join(jobs)
+    if isinstance(session, LocalSession):
+        console.print(
+            f"[yellow]interrupted[/]: job {ids} stopped with this command's private stack, and nothing was "
+            "copied. Run it again to start over, or start `trawl up` in another terminal first: jobs on "
+            "that stack keep running when a command stops."
+        )
+    else:
+        console.print(
+            f"[yellow]interrupted[/]: job {ids} keeps running in stack {session.stack.name}; "
+            f"follow it with `trawl status {jobs[0]}`."
+        )
+
+
+def _output_prefixes(stack: Stack, jobs: list[str]) -> list[str]:
+    found = [load_manifest(stack, j) for j in jobs]
+    return [
+        f"output/platform={m.platform}/kind={m.kind}/dt={m.job_date}/{m.job_id}-"
+        for m in found
+        if m and m.platform
+    ]
+
+
+
+
+
+
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The input CSV.")],
+    platform: Annotated[str | None, typer.Option(help="tiktok, tokopedia, shopee or lazada")] = None,
+    kind: Annotated[str | None, typer.Option(help="account, videos or product")] = None,
+    faults: FaultsOpt = "",
+    latency_ms: LatencyOpt = 0,
+    data_dir: DataDir = Path("trawl-data"),
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
+) -> None:
+    """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one)."""
+    _quiet_logs(verbose)
+    pair = infer_pair(file, platform, kind)
+    spec = _parse_faults(faults, latency_ms)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams)
+    _print(summaries, as_json, many=False)
+    if not summaries[0].succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    faults: FaultsOpt = "",
+    latency_ms: LatencyOpt = 0,
+    data_dir: DataDir = Path("trawl-data"),
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
+) -> None:
+    """Run the bundled sample CSVs for every platform on the local default."""
+    _quiet_logs(verbose)
+    spec = _parse_faults(faults, latency_ms)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    samples = resources.files("trawl") / "samples"
+    files = [(Path(str(samples / name)), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
+    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams)
+    _print(summaries, as_json, many=True)
+    if not as_json:
+        sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
+        # As the user called it: after `make demo` that is .venv/bin/trawl, not a `trawl` on PATH.
+        command = sys.argv[0] if Path(sys.argv[0]).name == "trawl" else "trawl"
+        out.print(f'\nTry: {command} query "{sql}" --data-dir {data_dir}')
+
+
+@app.command()
+def up(
+    faults: FaultsOpt = "",
+    latency_ms: LatencyOpt = 0,
+    verbose: VerboseOpt = False,
+    tikapi_url: TikApiUrlOpt = None,
+    zyte_url: ZyteUrlOpt = None,
+    tikapi_key_file: TikApiKeyFileOpt = None,
+    zyte_key_file: ZyteKeyFileOpt = None,
+) -> None:
+    """Start the local stack (embedded AWS, sandbox, Lambda event loop) and keep it running until Ctrl-C."""
+    _quiet_logs(verbose)
+    if (existing := running_stack()) is not None:
+        console.print(
+            f"[red]A trawl stack is already running[/] (pid {existing.pid}, {existing.endpoint_url})."
+        )
+        raise typer.Exit(2)
+    spec = _parse_faults(faults, latency_ms)
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
+        session: LocalSession = ctx.enter_context(local_session(faults=spec, upstreams=upstreams))
+        session.runtime.watch_uploads()
+        session.runtime.announce_finished_jobs(_show_finished)
+        state = UpState(
+            session.aws.endpoint.url or "",
+            session.sandbox.url,
+            session.stack.name,
+            os.getpid(),
+            session.runtime.invoke_server.url,
+        )
+        state.save()
+        ctx.callback(clear, state.pid)
+        console.status("").stop()
+        lines = [
+            "trawl is up (Ctrl-C to stop)",
+            f"  AWS endpoint  {state.endpoint_url}",
+            f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)",
+            f"  Lambda        {state.lambda_url}  (the local stand-in's Invoke API)",
+            *(f"  {name:<13} {where}" for name, where in upstreams.describe(state.sandbox_url)),
+            f"  state file    {state_file()}",
+        ]
+        out.print("\n".join(lines))
+        # Ctrl-C or a plain `kill` stop it cleanly (a shell may start background jobs ignoring SIGINT).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            out.print("stopping")
+
+
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _parse_faults(faults: str, latency_ms: int) -> Faults:
+    try:
+        return Faults.parse(faults, latency_ms=latency_ms)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
+
+
+@app.command("faults")
+def set_faults(
+    spec: Annotated[str, typer.Argument(help='e.g. "500=1.0" or "" for none')],
+    latency_ms: LatencyOpt = 0,
+) -> None:
+    """Change the running `trawl up` sandbox's injected faults and latency."""
+    up_state = running_stack()
+    if up_state is None:
+        console.print("[red]No running stack:[/] start one with `trawl up`.")
+        raise typer.Exit(2)
+    faults = _parse_faults(spec, latency_ms)
+    _set_sandbox_faults(up_state.sandbox_url, faults)
+    out.print(f"sandbox faults: {faults.spec() or 'none'}, latency {faults.latency_ms} ms")
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The local stack: template.yaml translated offline (aws-sam-translator) and created in the
+embedded AWS through moto's CloudFormation. What moto cannot create is skipped, or recorded
+through its Lambda API where the Lambda stand-in acts on it; the API keys go into its SSM."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from typing import Any
+
+from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
+from trawl.stack.describe import Stack, describe_stack
+from trawl.stack.endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+
+# Resource types moto's CloudFormation cannot create. They matter on AWS (and are checked by
+# the template tests) but have no local effect, so the local stack skips them with a warning.
+UNSUPPORTED_LOCALLY = {
+    "AWS::S3::BucketPolicy",
+    "AWS::CloudWatch::Alarm",
+    "AWS::Glue::Database",
+    "AWS::Glue::Table",
+}
+
+
+# Types moto's CloudFormation cannot create that the local Lambda stand-in does act on: their
+# settings are recorded through moto's Lambda API instead, where the stand-in reads them back.
+RECORDED_THROUGH_LAMBDA_API = {"AWS::Lambda::EventInvokeConfig"}
+
+
+# The API keys the sandbox accepts: what the embedded SSM holds unless a real upstream's key is given.
+SANDBOX_KEYS = {"tikapi": "sandboxkey1234567890", "zyte": "sandboxzytekey123"}
+
+
+# Which template parameter names the SSM parameter holding each API's key.
+KEY_PARAMETERS = {"tikapi": "TikApiKeyParameter", "zyte": "ZyteKeyParameter"}
+
+
+def create_local_stack(
+    endpoint: Endpoint, name: str, parameters: dict[str, str], api_keys: dict[str, str] | None = None
+) -> Stack:
+    """Translate template.yaml offline and create it in the embedded AWS. `api_keys` (by API:
+    tikapi, zyte) go into the SSM parameters the template names, where the workers read them
+    as they do when deployed; the sandbox's keys otherwise."""
+    translated = translate(load_template(), parameters)
+    recorded = []
+    for logical_id, resource in list(translated["Resources"].items()):
+        if resource["Type"] in RECORDED_THROUGH_LAMBDA_API:
+            recorded.append(translated["Resources"].pop(logical_id))
+        elif resource["Type"] in UNSUPPORTED_LOCALLY:
+            log.warning("local stack skips %s (%s): moto cannot create it", logical_id, resource["Type"])
+            del translated["Resources"][logical_id]
+    _upload_placeholder_code(endpoint)
+    values = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
+    values |= {k: str(v) for k, v in parameters.items()}
+    _put_api_keys(endpoint, values, SANDBOX_KEYS | (api_keys or {}))
+    cfn = endpoint.client("cloudformation")
+    cfn.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(translated),
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    )
+    resolve = _Resolver(endpoint, name, values)
+    for resource in recorded:
+        props = resource["Properties"]
+        config: dict[str, Any] = {
+            key: int(resolve(props[key]))
+            for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")
+            if key in props
+        }
+        if "DestinationConfig" in props:
+            config["DestinationConfig"] = resolve(props["DestinationConfig"])
+        endpoint.client("lambda").put_function_event_invoke_config(
+            FunctionName=resolve(props["FunctionName"]), Qualifier=props.get("Qualifier", "$LATEST"), **config
+        )
+    return describe_stack(endpoint, name)
+
+
+class _Resolver:
+    """Ref and GetAtt values in a translated template, for the properties trawl records itself
+    (moto resolved everything else when it created the stack)."""
+
+    def __init__(self, endpoint: Endpoint, stack_name: str, parameters: dict[str, str]) -> None:
+        self._endpoint = endpoint
+        self._parameters = parameters
+        resources = endpoint.client("cloudformation").describe_stack_resources(StackName=stack_name)
+        # moto lists some resources it only records (no model) without their logical ids.
+        self._physical = {
+            r["LogicalResourceId"]: r for r in resources["StackResources"] if "LogicalResourceId" in r
+        }
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            name = value["Ref"]
+            return (
+                self._parameters[name]
+                if name in self._parameters
+                else self._physical[name]["PhysicalResourceId"]
+            )
+        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            logical, attribute = value["Fn::GetAtt"]
+            resource = self._physical[logical]
+            if resource["ResourceType"] == "AWS::SQS::Queue" and attribute == "Arn":
+                sqs = self._endpoint.client("sqs")
+                url = resource["PhysicalResourceId"]
+                return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ]
+            raise ValueError(f"cannot resolve {logical}.{attribute} locally")
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+
+def _upload_placeholder_code(endpoint: Endpoint) -> None:
+    bucket, key = CODE_PLACEHOLDER.removeprefix("s3://").split("/", 1)
+    s3 = endpoint.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("README.txt", "The local runtime runs the handlers from the working tree.\n")
+    s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
+
+
+def _put_api_keys(endpoint: Endpoint, parameters: dict[str, str], keys: dict[str, str]) -> None:
+    ssm = endpoint.client("ssm")
+    for api, value in keys.items():
+        name = parameters[KEY_PARAMETERS[api]]
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
