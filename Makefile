@@ -51,8 +51,11 @@ clean:
 # boto3/botocore are left out: the python3.11 runtime provides them.
 SAM ?= sam
 LAMBDA_PYTHON := 3.11
-LAMBDA_PIP = $(PYTHON) -m pip install --quiet --upgrade --no-compile --target "$(ARTIFACTS_DIR)" \
-	--platform manylinux2014_aarch64 --implementation cp --python-version $(LAMBDA_PYTHON) --only-binary=:all:
+# Which wheels, from where: Lambda's from the package index. tests/unit/test_packaging.py builds
+# an artifact for this machine from an offline wheelhouse instead, so that it can import it.
+LAMBDA_WHEELS ?= --platform manylinux2014_aarch64 --implementation cp --python-version $(LAMBDA_PYTHON) \
+	--only-binary=:all:
+LAMBDA_PIP = $(PYTHON) -m pip install --quiet --upgrade --no-compile --target "$(ARTIFACTS_DIR)" $(LAMBDA_WHEELS)
 
 # $(1): first-party packages to ship; $(2): the requirements file of their runtime deps.
 define lambda-artifact
@@ -64,8 +67,8 @@ define lambda-artifact
 	$(lambda-bytecode)
 endef
 
-# /var/task is read-only, so Lambda recompiles every module on every cold start unless the .pyc
-# ships (measured: importing workers.handler 0.42 s -> 0.24 s here). unchecked-hash: the zip's
+# /var/task is read-only, so Lambda compiles every module on every cold start unless the .pyc
+# ships (README, Performance: cold start). unchecked-hash: the zip's
 # 2-second timestamps would otherwise make the .pyc look stale. Only a 3.11 build makes 3.11 .pyc.
 define lambda-bytecode
 	if $(PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LAMBDA_PYTHON)")'; \
@@ -73,19 +76,18 @@ define lambda-bytecode
 	else echo "no .pyc in the artifact: $(PYTHON) is not Python $(LAMBDA_PYTHON)" >&2; fi
 endef
 
-.PHONY: sam-build build-ProducerFunction build-TikTokWorkerFunction build-TokopediaWorkerFunction \
-	build-ShopeeWorkerFunction build-LazadaWorkerFunction build-LedgerFunction
+comma := ,
+# $(1): a function's logical id; $(2): the column of deploy/artifacts.txt (2 packages, 3 requirements).
+artifact-field = $(word $(2),$(shell grep -E '^$(1)[[:space:]]' deploy/artifacts.txt))
 
-build-ProducerFunction:
-	$(call lambda-artifact,producer models,deploy/requirements-producer.txt)
+.PHONY: sam-build
 
-build-TikTokWorkerFunction build-TokopediaWorkerFunction build-ShopeeWorkerFunction build-LazadaWorkerFunction:
-	$(call lambda-artifact,workers models,deploy/requirements-worker.txt)
-
-build-LedgerFunction:
-	$(call lambda-artifact,ledger models,deploy/requirements-ledger.txt)
+# One rule for every function: what it ships is its line of deploy/artifacts.txt.
+build-%:
+	@test -n "$(call artifact-field,$*,1)" || { echo "no line for $* in deploy/artifacts.txt" >&2; exit 1; }
+	$(call lambda-artifact,$(subst $(comma), ,$(call artifact-field,$*,2)),$(call artifact-field,$*,3))
 
 # --build-in-source: make runs in this checkout (the targets only read it) instead of SAM copying
-# the whole tree, .venv included, to a scratch directory per function (measured: 32 s vs 6.5 min).
+# the whole tree, .venv included, to a scratch directory per function, for every function.
 sam-build:
 	$(SAM) build --build-in-source

@@ -1,7 +1,10 @@
 """Cold-start benchmark (`python -m bench.coldstart`): how long importing each handler module
-takes in a fresh interpreter (`python -X importtime -c "import <handler>"`, median of 5), the
-most expensive packages under it, and any package a handler imports but has no use for
-(the local runtime, CLI and dev tools must never reach a Lambda artifact)."""
+takes in a fresh interpreter shaped like its Lambda execution environment (`python -I -S` with
+only the function's staged artifact, the runtime's boto3 and the standard library on sys.path,
+as trawl/local/bootstrap.py runs it), side by side with the same import in the dev virtualenv,
+median of 5 each after one warm-up run that writes the bytecode (Lambda's artifact ships it).
+Also: the most expensive packages under each handler, and any package a handler imports but has
+no use for (the local runtime, CLI and dev tools must never reach a Lambda artifact)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,17 @@ import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.common import table, verdict
+from trawl.local.artifacts import Artifact, stage
 
-HANDLERS = {"producer.handler": "producer", "workers.handler": "workers"}
+# logical id -> the module its Handler names (one function per kind of artifact)
+HANDLERS = {
+    "ProducerFunction": "producer.handler",
+    "TikTokWorkerFunction": "workers.handler",
+    "LedgerFunction": "ledger.handler",
+}
 TARGET_MS = 300.0
 # Never in a handler: they belong to the local runtime, the CLI or development.
 FORBIDDEN = {
@@ -50,13 +60,14 @@ RUNTIME = {
     "aws_lambda_powertools",
 }
 # httpx/__init__ imports its CLI (click, rich, pygments) and decoders (brotli, zstandard) when they
-# are installed: the dev venv has them (typer), deploy/requirements-worker.txt does not ship them.
+# are installed: the dev venv has them (typer), the worker's artifact does not.
 HTTPX_EXTRAS = {"click", "rich", "pygments", "brotli", "brotlicffi", "zstandard"}
 # Probed and missing (pickle's Jython check `import org.python.core`), not a dependency.
 IGNORED = {"org"}
 EXPECTED = {
     "producer": RUNTIME | {"producer"},
     "workers": RUNTIME | {"workers", "httpx", "httpcore", "h11", "anyio", "sniffio", "idna", "certifi"},
+    "ledger": RUNTIME | {"ledger"},
 }
 
 
@@ -67,13 +78,15 @@ class ImportRun:
     packages: set[str] = field(default_factory=set)
 
 
-def import_once(module: str) -> ImportRun:
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def import_once(module: str, artifact: Artifact | None) -> ImportRun:
+    """One fresh interpreter importing `module`: inside the artifact, or in the dev venv (None)."""
+    if artifact is None:
+        command = [sys.executable, "-X", "importtime", "-c", f"import {module}"]
+    else:
+        paths = [str(artifact.task), str(artifact.runtime)]
+        code = f"import sys; sys.path[:0] = {paths!r}; import {module}"
+        command = [sys.executable, "-I", "-S", "-X", "importtime", "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path.home())
     own = module.split(".")[0]
     run = ImportRun(total_us=0)
     by_package: dict[str, int] = defaultdict(int)
@@ -103,8 +116,9 @@ def _third_party(packages: set[str]) -> set[str]:
     return names - IGNORED
 
 
-def measure(module: str, repeats: int) -> tuple[float, dict[str, float], set[str]]:
-    runs = [import_once(module) for _ in range(repeats)]
+def measure(module: str, repeats: int, artifact: Artifact | None) -> tuple[float, dict[str, float], set[str]]:
+    import_once(module, artifact)  # writes the bytecode, which Lambda's artifact ships
+    runs = [import_once(module, artifact) for _ in range(repeats)]
     total_ms = statistics.median(r.total_us for r in runs) / 1000
     packages = set().union(*(r.packages for r in runs))
     cost = {p: statistics.median(r.self_us_by_package.get(p, 0) for r in runs) / 1000 for p in packages}
@@ -115,25 +129,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"coldstart: import time of each handler in a fresh interpreter, median of {args.repeats}")
+    print(
+        f"coldstart: import time of each handler in a fresh interpreter, median of {args.repeats}: "
+        "inside the function's artifact (as on Lambda) and in the dev virtualenv"
+    )
     summary, details = [], []
-    for module, own in HANDLERS.items():
-        total_ms, cost, packages = measure(module, args.repeats)
+    for logical_id, module in HANDLERS.items():
+        own = module.split(".")[0]
+        artifact = stage(logical_id)
+        total_ms, cost, packages = measure(module, args.repeats, artifact)
+        venv_ms, _, venv_packages = measure(module, args.repeats, None)
         third = _third_party(packages)
         forbidden = sorted(third & FORBIDDEN)
         unexpected = sorted(third - EXPECTED[own] - FORBIDDEN)
-        summary.append([module, f"{total_ms:.0f}", f"{TARGET_MS:.0f}", verdict(total_ms <= TARGET_MS)])
+        summary.append(
+            [
+                module,
+                f"{total_ms:.0f}",
+                f"{venv_ms:.0f}",
+                f"{total_ms / venv_ms:.2f}",
+                f"{TARGET_MS:.0f}",
+                verdict(total_ms <= TARGET_MS),
+            ]
+        )
         top = sorted(cost.items(), key=lambda kv: kv[1], reverse=True)[:10]
-        details.append((module, top, forbidden, unexpected))
-    print(table(["handler", "import ms", "target ms", "verdict"], summary))
-    for module, top, forbidden, unexpected in details:
-        print(f"\n{module}: 10 most expensive packages (own import time, all modules of the package)")
+        only_in_venv = sorted(_third_party(venv_packages) - third)
+        details.append((module, top, forbidden, unexpected, only_in_venv))
+    print(table(["handler", "artifact ms", "dev venv ms", "ratio", "target ms", "verdict"], summary))
+    for module, top, forbidden, unexpected, only_in_venv in details:
+        print(f"\n{module} in its artifact: 10 most expensive packages (own import time, all modules)")
         print(table(["package", "ms"], [[name, f"{ms:.1f}"] for name, ms in top]))
         print(f"forbidden imports (must not appear): {_listed(forbidden)}")
         print(f"other third-party imports to review: {_listed(unexpected)}")
+        print(f"imported only in the dev venv: {_listed(only_in_venv)}")
     print(
-        "\n* httpx imports these when installed; the dev venv has them, the Lambda artifact does not"
-        "\n  (deploy/requirements-*.txt). boto3 is imported by the first client, in build_deps."
+        "\n* httpx imports these when installed; the dev venv has them, the Lambda artifact does not."
+        "\n  boto3 is imported by the first client, in build_deps, not by the handler's module."
     )
 
 

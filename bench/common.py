@@ -10,6 +10,7 @@ import json
 import logging
 import statistics
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -76,26 +77,6 @@ def worker_env(session: LocalSession) -> dict[str, str]:
     """The TikTok worker's environment exactly as the local runtime builds it."""
     function = tiktok_worker(session)
     return session.stack.function_env(function) | LOCAL_WORKER_ENV
-
-
-def lambda_sqs_event(messages: Sequence[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
-    """The event Lambda's SQS event source delivers for received messages."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": region,
-            }
-            for m in messages
-        ]
-    }
 
 
 def send_and_receive(sqs: Any, queue_url: str, items: Sequence[WorkItem]) -> list[dict[str, Any]]:
@@ -245,3 +226,22 @@ def count_requests() -> Iterator[list[str]]:
         yield made
     finally:
         events.unregister("before-send", sent)
+
+
+class LocalContext:
+    """Lambda's context object, for calling a handler in this process (benchmarks, and tests of
+    the handlers themselves): a retried asynchronous invocation keeps its request id, as on
+    Lambda."""
+
+    def __init__(self, function: FunctionInfo, request_id: str | None = None) -> None:
+        self.function_name = function.name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = function.memory_mb
+        self.aws_request_id = request_id or str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

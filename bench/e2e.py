@@ -63,7 +63,7 @@ class Phase:
 
 
 def _children(module: str) -> list[int]:
-    """This process's children running `python -m <module>`."""
+    """This process's children whose command line holds `module`."""
     pids = []
     for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
         for pid in children.read_text().split():
@@ -85,12 +85,12 @@ def _cpu_s(pids: list[int]) -> float:
 
 def _measure(name: str, items: int, fn: Any, *args: Any) -> Phase:
     moto = _children("trawl.local.motoserver")
-    workers0 = _cpu_s(_children("trawl.local.container"))
+    workers0 = _cpu_s(_children("bootstrap.py"))
     cpu0, moto0, start = time.process_time(), _cpu_s(moto), time.perf_counter()
     fn(*args)
     seconds = time.perf_counter() - start
     bench_cpu, moto_cpu = time.process_time() - cpu0, _cpu_s(moto) - moto0
-    workers_cpu = _cpu_s(_children("trawl.local.container")) - workers0
+    workers_cpu = _cpu_s(_children("bootstrap.py")) - workers0
     print(f"... {name}: {items / seconds:.0f} items/s", file=sys.stderr, flush=True)
     return Phase(name, items, seconds, bench_cpu, workers_cpu, moto_cpu)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import (
     HandRunScript,
-    lambda_sqs_event,
+    LocalContext,
     median,
     quiet_handlers,
     send_and_receive,
@@ -24,7 +24,7 @@ from bench.common import (
     work_item,
     worker_env,
 )
-from trawl.local.runtime import LocalContext
+from trawl.local.events import sqs_event
 from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 
@@ -37,7 +37,7 @@ def _event(session: LocalSession, job_id: str, names: list[str]) -> dict[str, An
     items = [work_item(job_id, name, row) for row, name in enumerate(names, start=2)]
     messages = send_and_receive(sqs, session.stack.queue_url("tiktok"), items)
     source = tiktok_worker(session).event_sources[0]
-    return lambda_sqs_event(messages, source.queue_arn, session.stack.endpoint.region)
+    return sqs_event(messages, source.queue_arn, session.stack.endpoint.region)
 
 
 def _invoke(session: LocalSession, handler: Any, deps: Any, event: dict[str, Any]) -> float:

@@ -13,11 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 
 from models.ledger import OUTCOMES, REASONS, item_of
-
-_deserialise = TypeDeserializer().deserialize
 
 
 @dataclass(frozen=True)
@@ -35,9 +33,8 @@ class Batch:
     jobs: set[str] = field(default_factory=set)
 
 
-def _image(record: Mapping[str, Any], which: str) -> dict[str, Any]:
-    raw = record.get("dynamodb", {}).get(which) or {}
-    return {name: _deserialise(value) for name, value in raw.items()}
+def _image(found: Any) -> Mapping[str, Any]:
+    return found if isinstance(found, Mapping) else {}
 
 
 def _number(image: Mapping[str, Any], name: str) -> int:
@@ -45,19 +42,18 @@ def _number(image: Mapping[str, Any], name: str) -> int:
     return int(value) if value is not None else 0
 
 
-def read(records: Iterable[Mapping[str, Any]]) -> Batch:
+def read(records: Iterable[DynamoDBStreamRecordModel]) -> Batch:
+    """The batch's changes; `records` parsed with Powertools' stream model (images deserialised)."""
     batch = Batch()
     for record in records:
-        keys = {
-            name: _deserialise(value) for name, value in record.get("dynamodb", {}).get("Keys", {}).items()
-        }
+        keys = record.dynamodb.Keys
         pk = str(keys.get("pk", ""))
         if pk.startswith("JOB#") and keys.get("sk") == "JOB":
             batch.jobs.add(pk[4:])  # the producer moved on: the job may have settled
             continue
-        if not pk.startswith("ITEM#") or record.get("eventName") == "REMOVE":
+        if not pk.startswith("ITEM#") or record.eventName == "REMOVE":
             continue  # counter rows, batch markers, and item rows expiring (TTL): no count changes
-        old, new = _image(record, "OldImage"), _image(record, "NewImage")
+        old, new = _image(record.dynamodb.OldImage), _image(record.dynamodb.NewImage)
         job_id, _ = item_of(pk)
         delta: Counter[str] = Counter()
         was, now = old.get("outcome"), new.get("outcome")
@@ -75,5 +71,5 @@ def read(records: Iterable[Mapping[str, Any]]) -> Batch:
         delta = Counter({name: amount for name, amount in delta.items() if amount})
         batch.jobs.add(job_id)
         if delta:
-            batch.changes.append(Change(str(record["dynamodb"]["SequenceNumber"]), job_id, delta))
+            batch.changes.append(Change(record.dynamodb.SequenceNumber, job_id, delta))
     return batch

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel, EventBridgeModel
+from pydantic import TypeAdapter
 
 from ledger import changes
 from ledger.counts import CountWriter
@@ -45,18 +46,20 @@ def build_deps(env: Mapping[str, str]) -> LedgerDeps:
     )
 
 
-def _scheduled(event: Mapping[str, Any]) -> bool:
-    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+# What invokes the ledger function: its table's stream, or its schedule (the reconcile pass).
+LedgerEvent: TypeAdapter[DynamoDBStreamModel | EventBridgeModel] = TypeAdapter(
+    DynamoDBStreamModel | EventBridgeModel
+)
 
 
 def handle(event: Mapping[str, Any], context: Any, deps: LedgerDeps) -> dict[str, Any]:
-    if _scheduled(event):
+    parsed = LedgerEvent.validate_python(event)
+    if isinstance(parsed, EventBridgeModel):
         # The schedule's own time, not the clock: a pass reads as of when it was due.
-        now = dt.datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-        result = deps.reconciler.run(now)
+        result = deps.reconciler.run(parsed.time)
         announced = deps.finisher.check(result.unannounced, result.producer_states)
         return {"dead_lettered": result.dead_lettered, "stale": result.stale, "announced": len(announced)}
-    batch = changes.read(event.get("Records", []))
+    batch = changes.read(parsed.Records)
     committed = deps.counts.apply(batch)
     try:
         for job_id in sorted(batch.jobs):

@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from aws_lambda_powertools.utilities.parser.models import S3Model
+from pydantic import BaseModel, TypeAdapter
 
 from models import ObjectRef
 from models.runtime import client_factory
@@ -23,27 +24,21 @@ from producer.store import JobStore
 logger = Logger(service="trawl")
 
 
-class _S3Object(BaseModel):
+class _Continued(BaseModel):
+    bucket: str
     key: str
-    eTag: str
+    etag: str
 
 
-class _S3Bucket(BaseModel):
-    name: str
+class ContinuationEvent(BaseModel):
+    """What the producer sends itself to go on with a job in a fresh invocation."""
+
+    trawl_continuation: _Continued
 
 
-class _S3Entity(BaseModel):
-    bucket: _S3Bucket
-    object: _S3Object
-
-
-class _S3Record(BaseModel):
-    eventTime: dt.datetime
-    s3: _S3Entity
-
-
-class _S3Event(BaseModel):
-    Records: list[_S3Record]
+# What invokes the producer: S3's notification of an upload, or its own continuation. A replay
+# (`trawl replay`) invokes it again with one of these, as Lambda received it.
+ProducerEvent: TypeAdapter[S3Model | ContinuationEvent] = TypeAdapter(S3Model | ContinuationEvent)
 
 
 class LambdaContinuer:
@@ -74,22 +69,24 @@ def build_deps(env: Mapping[str, str], continuer: Any = None) -> ProducerDeps:
 
 
 def requests_from(event: Mapping[str, Any], request_id: str) -> list[JobRequest]:
-    if "trawl_continuation" in event:
-        c = event["trawl_continuation"]
-        ref = ObjectRef(bucket=c["bucket"], key=c["key"], etag=c["etag"])
+    parsed = ProducerEvent.validate_python(event)
+    if isinstance(parsed, ContinuationEvent):
+        c = parsed.trawl_continuation
+        ref = ObjectRef(bucket=c.bucket, key=c.key, etag=c.etag)
         now = dt.datetime.now(dt.UTC)
         return [JobRequest(source=ref, event_time=now, request_id=request_id, continuation=True)]
-    parsed = _S3Event.model_validate(event)
-    return [
-        JobRequest(
-            source=ObjectRef(
-                bucket=r.s3.bucket.name, key=unquote_plus(r.s3.object.key), etag=r.s3.object.eTag.strip('"')
-            ),
-            event_time=r.eventTime,
-            request_id=request_id,
+    requests = []
+    for record in parsed.Records:
+        uploaded = record.s3.object
+        if uploaded is None:  # not an object's event (S3 sends ObjectCreated ones with it)
+            continue
+        ref = ObjectRef(
+            bucket=record.s3.bucket.name,
+            key=unquote_plus(uploaded.key),
+            etag=(uploaded.eTag or "").strip('"'),
         )
-        for r in parsed.Records
-    ]
+        requests.append(JobRequest(source=ref, event_time=record.eventTime, request_id=request_id))
+    return requests
 
 
 def handle(event: Mapping[str, Any], context: Any, deps: ProducerDeps) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -114,63 +115,144 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = _handle
 
 
-class RefusingSqs(_Server):
-    """An SQS endpoint in front of the embedded AWS: every call goes through, except the
-    operations in `refuse`, answered with SQS's own error for a key the caller may not use."""
+# What a proxied call becomes: passed through (None), refused with the service's own "access
+# denied" error (which no SDK retries), or the death of the calling process ("die": the proxy
+# calls `on_die`, then drops the connection without an answer).
+Verdict = str | None
+# The service's refusal: status, content type, body, and headers.
+_REFUSALS: dict[str, tuple[int, str, bytes, dict[str, str]]] = {
+    "sqs": (
+        400,
+        "application/x-amz-json-1.0",
+        json.dumps(
+            {
+                "__type": "com.amazonaws.sqs#KmsAccessDenied",
+                "message": "The caller does not have access to the KMS key.",
+            }
+        ).encode(),
+        {"x-amzn-query-error": "KMS.AccessDeniedException;Sender"},
+    ),
+    "s3": (
+        403,
+        "application/xml",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Access Denied (injected)</Message></Error>",
+        {},
+    ),
+    "dynamodb": (
+        400,
+        "application/x-amz-json-1.0",
+        json.dumps(
+            {
+                "__type": "com.amazon.coral.service#AccessDeniedException",
+                "message": "Access denied (injected)",
+            }
+        ).encode(),
+        {},
+    ),
+}
 
-    ERROR: ClassVar[dict[str, str]] = {
-        "__type": "com.amazonaws.sqs#KmsAccessDenied",
-        "message": "The caller does not have access to the KMS key.",
-    }
 
-    def __init__(self, upstream: str, refuse: set[str]) -> None:
-        self.upstream = urlsplit(upstream)
-        self.refuse = refuse
+@dataclass
+class ProxiedCall:
+    service: str  # from the request's SigV4 credential scope: s3, sqs, dynamodb, lambda, ...
+    operation: str  # X-Amz-Target's (SQS, DynamoDB), else "<METHOD> <path>"
+    body: bytes
+
+
+class FaultyAws(_Server):
+    """An AWS endpoint in front of the embedded one, for the calls of one function's environment
+    (its AWS_ENDPOINT_URL): every call goes through, except where `decide(call)` says otherwise.
+    Calls to Lambda's API go to `lambda_upstream` (the local stand-in), the rest to `upstream`.
+    `on_answer(call, status, body)` sees every answer that went through."""
+
+    def __init__(
+        self,
+        upstream: str,
+        decide: Callable[[ProxiedCall], Verdict],
+        lambda_upstream: str | None = None,
+        on_die: Callable[[], None] | None = None,
+        on_answer: Callable[[ProxiedCall, int, bytes], None] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.lambda_upstream = lambda_upstream
+        self.decide = decide
+        self.on_die = on_die or (lambda: None)
+        self.on_answer = on_answer or (lambda call, status, body: None)
         self.refused = 0
-        super().__init__(_ProxyHandler)
+        super().__init__(_FaultyHandler)
 
-    def target(self, upstream: str) -> None:
-        """Where calls go through to (known once the embedded AWS has started)."""
-        self.upstream = urlsplit(upstream)
-
-    def __enter__(self) -> RefusingSqs:
+    def __enter__(self) -> FaultyAws:
         super().__enter__()
         return self
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
+class _FaultyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
+        # client's delayed ACK of the first (40 ms on Linux) on every call.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def do_POST(self) -> None:
-        owner: RefusingSqs = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
-        if operation in owner.refuse:
-            owner.refused += 1
-            payload = json.dumps(RefusingSqs.ERROR).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-            self.send_header("x-amzn-query-error", "KMS.AccessDeniedException;Sender")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def _handle(self) -> None:
+        owner: FaultyAws = self.server.owner  # type: ignore[attr-defined]
+        body = self._body()
+        scope = self.headers.get("Authorization", "").split("Credential=", 1)[-1].split("/")
+        service = scope[3] if len(scope) > 3 else ""
+        target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+        call = ProxiedCall(service, target or f"{self.command} {urlsplit(self.path).path}", body)
+        verdict = owner.decide(call)
+        if verdict == "die":
+            owner.on_die()
+            self.close_connection = True
+            self.connection.close()
             return
-        connection = http.client.HTTPConnection(
-            owner.upstream.hostname or "127.0.0.1", owner.upstream.port, timeout=30
+        if verdict == "refuse":
+            owner.refused += 1
+            status, content_type, payload, headers = _REFUSALS[service]
+            return self._answer(status, payload, {"Content-Type": content_type, **headers})
+        upstream = urlsplit(
+            owner.lambda_upstream if service == "lambda" and owner.lambda_upstream else owner.upstream
         )
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        connection.request("POST", self.path, body, headers)
+        connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+        }
+        connection.request(self.command, self.path, body, headers)
         response = connection.getresponse()
         payload = response.read()
-        self.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                self.send_header(name, value)
+        connection.close()
+        owner.on_answer(call, response.status, payload)
+        kept = {
+            name: value
+            for name, value in response.getheaders()
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date")
+        }
+        self._answer(response.status, payload, kept, head=self.command == "HEAD")
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _answer(self, status: int, payload: bytes, headers: dict[str, str], head: bool = False) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
-        connection.close()
+        if not head:
+            self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle

@@ -19,8 +19,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordModel
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from models import OutputRecord, WorkItem
 from models.ledger import SETTLED, Delivery
@@ -37,18 +38,6 @@ METRICS_NAMESPACE = "trawl"
 # whose record has fields left null because the upstream's value did not parse, and items not
 # fetched because the ledger holds them settled already (a duplicate delivery).
 METRICS = ("ok", "permanent", "retried", "dead_lettered", "fields_unparsed", "already_settled")
-
-
-class SqsRecord(BaseModel):
-    messageId: str
-    receiptHandle: str
-    body: str
-    attributes: dict[str, str] = {}
-    eventSourceARN: str = ""
-
-
-class SqsEvent(BaseModel):
-    Records: list[SqsRecord]
 
 
 @dataclass
@@ -82,7 +71,7 @@ def backoff_seconds(receive_count: int, retry_after: float | None, base: int, ca
 async def process_batch(
     event: dict[str, Any], remaining_ms: Callable[[], int], deps: BatchDeps
 ) -> dict[str, Any]:
-    records = SqsEvent.model_validate(event).Records
+    records = SqsModel.model_validate(event).Records
     s = deps.settings
     run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
     items = {r.messageId: _item(r) for r in records}
@@ -94,9 +83,9 @@ async def process_batch(
     return {"batchItemFailures": failures}
 
 
-def _item(record: SqsRecord) -> WorkItem | None:
+def _item(record: SqsRecordModel) -> WorkItem | None:
     try:
-        return WorkItem.model_validate_json(record.body)
+        return WorkItem.model_validate_json(str(record.body))
     except ValidationError as exc:
         # Not deleted, so it is retried and dead-lettered, never dropped; the ledger's
         # reconcile pass finds it in the DLQ.
@@ -133,12 +122,12 @@ def _publish(platform: str, counts: dict[str, int]) -> None:
 
 @dataclass(frozen=True)
 class _Delivery:
-    record: SqsRecord
+    record: SqsRecordModel
     item: WorkItem
 
     @property
     def receives(self) -> int:
-        return int(self.record.attributes.get("ApproximateReceiveCount", "1"))
+        return int(self.record.attributes.ApproximateReceiveCount)
 
     @property
     def log(self) -> dict[str, str]:
@@ -149,7 +138,7 @@ class _Delivery:
         return Delivery(self.record.messageId, self.receives)
 
 
-async def _process(run: _Invocation, record: SqsRecord, item: WorkItem | None) -> bool:
+async def _process(run: _Invocation, record: SqsRecordModel, item: WorkItem | None) -> bool:
     """True when the message may be deleted."""
     if item is None:
         return False

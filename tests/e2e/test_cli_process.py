@@ -42,7 +42,7 @@ def test_ctrl_c_stops_the_run_and_its_processes(tmp_path: Path) -> None:
     )
     children: set[int] = set()
     deadline = time.monotonic() + 60
-    while not any(b"trawl.local.container" in _cmdline(pid) for pid in children):
+    while not any(_is_tiktok_worker(_cmdline(pid)) for pid in children):
         assert run.poll() is None and time.monotonic() < deadline, "no worker started"
         time.sleep(0.2)
         children = _descendants(run.pid)
@@ -56,6 +56,11 @@ def test_ctrl_c_stops_the_run_and_its_processes(tmp_path: Path) -> None:
     time.sleep(1)
     left = [pid for pid in children if process_state(pid) not in ("gone", "Z")]
     assert left == [], f"processes left running after Ctrl-C: {left}"
+
+
+def _is_tiktok_worker(cmdline: bytes) -> bool:
+    """An execution environment's process: `python -I -S .../bootstrap.py <function name>`."""
+    return b"bootstrap.py\0" in cmdline and cmdline.endswith(b"-worker-tiktok\0")
 
 
 def _cmdline(pid: int) -> bytes:

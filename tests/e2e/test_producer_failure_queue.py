@@ -11,12 +11,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes import RefusingSqs
+from tests.fakes import FaultyAws, ProxiedCall
 from trawl.cli import app
 from trawl.local.session import LocalSession, local_session
 from trawl.stack.running import UpState
@@ -34,16 +35,31 @@ def _trawl_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAWL_HOME", str(home))
 
 
+@dataclass
+class Refusing:
+    """The SQS operations the proxy refuses (the test fixes the "key policy" by emptying it)."""
+
+    operations: set[str] = field(default_factory=lambda: {"SendMessageBatch"})
+
+    def __call__(self, call: ProxiedCall) -> str | None:
+        return "refuse" if call.service == "sqs" and call.operation in self.operations else None
+
+
 @pytest.fixture(scope="module")
-def sqs() -> Iterator[RefusingSqs]:
-    with RefusingSqs("http://127.0.0.1:1", refuse={"SendMessageBatch"}) as proxy:
+def refusing() -> Refusing:
+    return Refusing()
+
+
+@pytest.fixture(scope="module")
+def sqs(refusing: Refusing) -> Iterator[FaultyAws]:
+    with FaultyAws("http://127.0.0.1:1", refusing) as proxy:
         yield proxy
 
 
 @pytest.fixture(scope="module")
-def up(home: Path, sqs: RefusingSqs) -> Iterator[LocalSession]:
+def up(home: Path, sqs: FaultyAws) -> Iterator[LocalSession]:
     with local_session(worker_env={"AWS_ENDPOINT_URL_SQS": sqs.url}) as session:
-        sqs.target(session.aws.endpoint.url or "")
+        sqs.upstream = session.aws.endpoint.url or ""
         session.runtime.watch_uploads(interval_s=0.2)
         state = UpState(
             session.aws.endpoint.url or "",
@@ -57,7 +73,7 @@ def up(home: Path, sqs: RefusingSqs) -> Iterator[LocalSession]:
 
 
 def test_refused_sends_fail_the_job_and_a_replay_finishes_it(
-    up: LocalSession, sqs: RefusingSqs, tmp_path: Path
+    up: LocalSession, sqs: FaultyAws, refusing: Refusing, tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "tiktok_refused.csv"
     csv_path.write_text("username\nrefused_a\n!!\nrefused_b\nrefused_c\n", encoding="utf-8")
@@ -83,7 +99,7 @@ def test_refused_sends_fail_the_job_and_a_replay_finishes_it(
     assert dry.exit_code == 0 and "would replay 1 producer events" in dry.stdout
     assert "input/tiktok/account/tiktok_refused.csv" in dry.stdout and "KmsAccessDenied" in dry.stdout
 
-    sqs.refuse = set()  # the key policy is fixed
+    refusing.operations = set()  # the key policy is fixed
     replayed = runner.invoke(app, ["replay"])
     assert replayed.exit_code == 0 and "replayed 1 producer events" in replayed.stdout
 

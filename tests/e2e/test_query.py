@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from trawl.analysis.query import run_query
-from trawl.cli import DEMO_FILES, app
+from trawl.cli import app
+from trawl.cli.local import DEMO_FILES
 from trawl.local.session import local_session
+from trawl.resources import sample_path
 from trawl.stack.submit import copy_to_data_dir, submit, wait_for_jobs
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("query") / "trawl-data"
-    samples = resources.files("trawl") / "samples"
     with local_session() as session:
         jobs = [
-            submit(session, Path(str(samples / name)), platform, kind)
+            submit(session, sample_path(name), platform, kind)
             for (platform, kind), name in DEMO_FILES.items()
         ]
         wait_for_jobs(session, jobs, timeout_s=120)

@@ -1,32 +1,40 @@
-"""A handler module for tests/integration/test_local_container.py: the module interface the
-local runtime's containers call (build_deps, handle), with answers that show where it ran."""
+"""A Lambda handler module for tests/integration/test_local_container.py, staged as an artifact of
+its own: module-level init from the environment, as a real handler's is, and answers that show
+where and how it ran."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
+if os.environ.get("PROBE_FAIL_INIT"):
+    raise RuntimeError(f"cannot start: {os.environ['PROBE_FAIL_INIT']}")
+GREETING = os.environ["PROBE_GREETING"]
+invocations = 0
 
-def build_deps(env: Mapping[str, str]) -> dict[str, Any]:
-    if env.get("PROBE_FAIL_INIT"):
-        raise RuntimeError(f"cannot start: {env['PROBE_FAIL_INIT']}")
-    return {"greeting": env["PROBE_GREETING"], "invocations": 0}
 
-
-def handle(event: dict[str, Any], context: Any, deps: dict[str, Any]) -> dict[str, Any]:
-    deps["invocations"] += 1
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global invocations
+    invocations += 1
     if "raise" in event:
         raise ValueError(event["raise"])
     if "exit" in event:
         os._exit(event["exit"])
     if "sleep" in event:
         time.sleep(event["sleep"])
+    if "import" in event:
+        __import__(event["import"])
     return {
         "pid": os.getpid(),
-        "greeting": deps["greeting"],
-        "invocations": deps["invocations"],
+        "greeting": GREETING,
+        "invocations": invocations,
         "function": context.function_name,
         "remaining_ms": context.get_remaining_time_in_millis(),
+        "request_id": context.aws_request_id,
+        "arn": context.invoked_function_arn,
+        "memory_mb": context.memory_limit_in_mb,
+        "log_group": context.log_group_name,
+        "path": sys.path,
     }

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from bench.common import LocalContext
 from tests.helpers import account_item, records
 from trawl.local.create import SANDBOX_KEYS
-from trawl.local.runtime import LocalContext
+from trawl.local.events import sqs_event
 from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
@@ -44,23 +45,7 @@ def _batch(local: LocalSession, job_id: str, names: list[str]) -> dict[str, Any]
                 messages.append(m)
             else:  # handed back by an earlier test: not part of this batch
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    arn = local.stack.workers()[0].event_sources[0].queue_arn
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m["Attributes"],
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
+    return sqs_event(messages, local.stack.workers()[0].event_sources[0].queue_arn, "us-east-1")
 
 
 def _invoke(local: LocalSession, event: dict[str, Any], **env: str) -> tuple[dict[str, Any], Any]:

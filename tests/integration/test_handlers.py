@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from bench.common import LocalContext
 from models import WorkItem
 from producer import handler as producer_handler
 from tests.conftest import load_event
 from tests.helpers import NoContinuation, account_item, manifest, records, rejects, uploaded
-from trawl.local.runtime import LocalContext
 from trawl.local.session import LocalSession
 from workers import handler as worker_handler
 

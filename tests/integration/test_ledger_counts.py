@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 
 from ledger import changes
 from ledger.counts import FOLD_AT, CountWriter
 from ledger.view import read_job
 from models.ledger import Delivery, job_key
 from trawl.local.aws import EmbeddedAws
+from trawl.local.events import dynamodb_stream_event
 from trawl.local.template import load_template
 from workers.ledger import Ledger, Outcome
 
@@ -38,7 +40,7 @@ class Table:
         job = {**_wire(job_key(JOB)), "job_id": {"S": JOB}, "enqueued": {"N": "3"}}
         self.db.put_item(TableName=name, Item=job)
         self.streams = aws.endpoint.client("dynamodbstreams")
-        arn = self.db.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+        self.stream_arn = arn = self.db.describe_table(TableName=name)["Table"]["LatestStreamArn"]
         shard = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
         self._iterator = self.streams.get_shard_iterator(
             StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
@@ -56,7 +58,9 @@ class Table:
         return list(response["Records"])
 
     def apply(self, records: list[dict[str, Any]]) -> int:
-        return self.counts.apply(changes.read(records))
+        """Hand the records to the count writer as Lambda's event carries them."""
+        event = dynamodb_stream_event(records, self.stream_arn, "us-east-1")
+        return self.counts.apply(changes.read(DynamoDBStreamModel.model_validate(event).Records))
 
     def outcomes(self) -> dict[str, int]:
         view = read_job(self.db, self.name, JOB)

@@ -1,10 +1,13 @@
-"""The local runtime's worker execution environments: one process each, kept warm while used and
-reclaimed when idle, and what the runtime sees when a handler raises or the process dies."""
+"""The local runtime's execution environments: one process each, holding only the function's
+staged artifact and speaking Lambda's Runtime API; kept warm while used and reclaimed when idle;
+and what the runtime sees when a handler raises, its module does not import, or the process
+dies."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import process_state
-from trawl.local.container import ContainerDied, HandlerError, ProcessContainer
+from trawl.local.artifacts import Artifact, stage
+from trawl.local.environment import ContainerDied, Environment, HandlerError
 from trawl.local.runtime import LocalRuntime
 from trawl.local.session import LOCAL_WORKER_ENV, local_session
 from trawl.stack.describe import FunctionInfo
@@ -22,33 +26,65 @@ from trawl.stack.submit import job_id_of
 
 PROBE = FunctionInfo(
     name="probe-fn",
-    handler="tests.integration.container_probe.lambda_handler",
+    handler="container_probe.lambda_handler",
     timeout_s=30,
     memory_mb=256,
     env={},
 )
 
 
+def probe_artifact(folder: Path) -> Artifact:
+    """An artifact holding only tests/integration/container_probe.py, with Lambda's runtime beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).with_name("container_probe.py"), folder / "container_probe.py")
+    return Artifact(task=folder, runtime=stage("LedgerFunction").runtime)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    return probe_artifact(tmp_path_factory.mktemp("probe"))
+
+
 @pytest.fixture
-def container() -> Iterator[ProcessContainer]:
-    started = ProcessContainer(PROBE, {"PROBE_GREETING": "hello"})
+def container(artifact: Artifact) -> Iterator[Environment]:
+    started = Environment(PROBE, {"PROBE_GREETING": "hello"}, artifact)
     yield started
     started.close()
 
 
-def test_invocations_run_warm_in_one_other_process(container: ProcessContainer) -> None:
-    first = container.invoke({})
+def test_invocations_run_warm_in_one_other_process(container: Environment) -> None:
+    first = container.invoke({}, "request-1")
     second = container.invoke({})
     assert first["pid"] != os.getpid()
     assert second["pid"] == first["pid"]
-    assert (first["invocations"], second["invocations"]) == (1, 2)  # deps built once, kept
-    assert first["greeting"] == "hello"  # the function's environment reached build_deps
+    assert (first["invocations"], second["invocations"]) == (1, 2)  # init once, kept warm
+    assert first["greeting"] == "hello"  # the function's environment reached its init
     assert first["function"] == "probe-fn"
     assert 0 < first["remaining_ms"] <= 30_000
 
 
+def test_the_context_carries_what_lambdas_does(container: Environment) -> None:
+    answer = container.invoke({}, "a-request-id")
+    assert answer["request_id"] == "a-request-id"
+    assert answer["arn"] == "arn:aws:lambda:us-east-1:123456789012:function:probe-fn"
+    assert answer["memory_mb"] == "256" and answer["log_group"] == "/aws/lambda/probe-fn"
+
+
+def test_an_environment_sees_its_artifact_and_the_runtime_only(
+    container: Environment, artifact: Artifact
+) -> None:
+    path = container.invoke({})["path"]
+    assert path[:2] == [str(artifact.task), str(artifact.runtime)]
+    assert not any("site-packages" in entry for entry in path), path
+    # boto3 comes with Lambda's runtime; trawl and the dev tools are nowhere in an environment.
+    container.invoke({"import": "boto3"})
+    for missing in ("trawl", "pytest", "httpx"):
+        with pytest.raises(HandlerError, match=f"ModuleNotFoundError: No module named '{missing}'"):
+            container.invoke({"import": missing})
+
+
 def test_a_handler_error_comes_back_with_its_traceback_and_the_container_stays(
-    container: ProcessContainer,
+    container: Environment,
 ) -> None:
     with pytest.raises(HandlerError, match=r"probe-fn raised:(.|\n)*ValueError: row 7 is bad"):
         container.invoke({"raise": "row 7 is bad"})
@@ -57,17 +93,17 @@ def test_a_handler_error_comes_back_with_its_traceback_and_the_container_stays(
 
 
 def test_a_process_that_dies_mid_invocation_is_reported_with_its_exit_code(
-    container: ProcessContainer,
+    container: Environment,
 ) -> None:
-    with pytest.raises(ContainerDied, match=r"probe-fn: its container process ended \(exit code 3\)"):
+    with pytest.raises(ContainerDied, match=r"probe-fn: its process ended \(exit code 3\)"):
         container.invoke({"exit": 3})
     assert not container.alive
     with pytest.raises(ContainerDied):
         container.invoke({})
 
 
-def test_an_invocation_past_the_function_timeout_ends_the_environment() -> None:
-    quick = ProcessContainer(dataclasses.replace(PROBE, timeout_s=1), {"PROBE_GREETING": "hi"})
+def test_an_invocation_past_the_function_timeout_ends_the_environment(artifact: Artifact) -> None:
+    quick = Environment(dataclasses.replace(PROBE, timeout_s=1), {"PROBE_GREETING": "hi"}, artifact)
     try:
         started = time.monotonic()
         with pytest.raises(ContainerDied, match=r"probe-fn: timed out after 1 s; its process was stopped"):
@@ -78,15 +114,31 @@ def test_an_invocation_past_the_function_timeout_ends_the_environment() -> None:
         quick.close()
 
 
-def test_a_failing_init_is_reported_when_the_container_starts() -> None:
-    with pytest.raises(HandlerError, match="RuntimeError: cannot start: no key"):
-        ProcessContainer(PROBE, {"PROBE_FAIL_INIT": "no key"})
+def test_a_failing_init_is_reported_when_the_container_starts(artifact: Artifact) -> None:
+    with pytest.raises(HandlerError, match=r"failed to start:(.|\n)*RuntimeError: cannot start: no key"):
+        Environment(PROBE, {"PROBE_FAIL_INIT": "no key"}, artifact)
 
 
-def test_close_ends_the_process(container: ProcessContainer) -> None:
+def test_close_ends_the_process(container: Environment) -> None:
     container.invoke({})
     container.close()
     assert not container.alive
+
+
+def test_a_worker_whose_artifact_lacks_a_package_fails_to_start(tmp_path: Path) -> None:
+    """The worker's real artifact starts; the same artifact with httpx removed (the mutation) fails
+    its init, as it would on Lambda: no other copy of httpx is within the environment's reach."""
+    with local_session(workers=False) as session:
+        worker = session.stack.workers()[0]
+        env = session.runtime._env(worker)
+        staged = session.runtime.artifact(worker)
+        whole = Environment(worker, env, staged)
+        whole.close()
+        lacking = tmp_path / "task"
+        shutil.copytree(staged.task, lacking, symlinks=True)
+        shutil.rmtree(lacking / "httpx")
+        with pytest.raises(HandlerError, match=r"failed to start:(.|\n)*No module named 'httpx'"):
+            Environment(worker, env, Artifact(task=lacking, runtime=staged.runtime))
 
 
 def _killed_parent_leaves_no_child(script: str) -> None:
@@ -105,12 +157,13 @@ def _killed_parent_leaves_no_child(script: str) -> None:
     assert state in ("gone", "Z"), f"child {child} still running ({state}) 10 s after its parent was killed"
 
 
-def test_a_container_ends_when_the_runtime_is_killed() -> None:
+def test_a_container_ends_when_the_runtime_is_killed(tmp_path: Path) -> None:
     _killed_parent_leaves_no_child(
-        "from tests.integration.test_local_container import PROBE\n"
-        "from trawl.local.container import ProcessContainer\n"
+        "from tests.integration.test_local_container import PROBE, probe_artifact\n"
+        "from trawl.local.environment import Environment\n"
+        "from pathlib import Path\n"
         "import time\n"
-        "c = ProcessContainer(PROBE, {'PROBE_GREETING': 'hi'})\n"
+        f"c = Environment(PROBE, {{'PROBE_GREETING': 'hi'}}, probe_artifact(Path({str(tmp_path)!r})))\n"
         "print(c.invoke({})['pid'], flush=True)\n"
         "time.sleep(60)\n"
     )

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from bench.common import LocalContext
 from tests.helpers import rejects
 from tests.integration.test_producer_inputs import ProducerDriver
-from trawl.local.runtime import LocalContext
 from trawl.local.session import LocalSession
 
 

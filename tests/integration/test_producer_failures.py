@@ -2,37 +2,31 @@
 local stand-in, which retries a failed one with the same request id and sends it to the failure
 queue when the retries run out. No workers run, so the work queue shows exactly what was sent.
 
-A fault plan fails the producer at seeded random points of its AWS calls: S3 or SQS calls
-answer errors, or the invocation dies there. The producer runs in the stand-in's process, so a
-death is simulated as a process death looks from AWS: from that call on, nothing the invocation
-does reaches AWS (every later call of it raises), and the stand-in sees it fail."""
+A fault plan fails the producer at seeded random points of its AWS calls, which reach AWS through
+a proxy (tests/fakes.py, FaultyAws): S3 or SQS calls are refused, or the invocation dies there:
+its execution environment's process is killed in the middle of that call."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from models import JobManifest, WorkItem
-from trawl.local.runtime import Container
+from tests.fakes import FaultyAws, ProxiedCall, Verdict
 from trawl.local.session import LocalSession, local_session
 from trawl.stack.jobs import load_manifest
 from trawl.stack.submit import job_id_of
 
 ROWS = 3_000
 ROWS_PER_INVOCATION = "600"  # five invocations, four continuations
-
-
-class InvocationDied(Exception):
-    """What an invocation's AWS calls see from its death on."""
 
 
 @dataclass
@@ -59,9 +53,11 @@ class FaultPlan:
         self.invocation += 1
         self.calls_here = 0
 
-    def before_call(self, service: str, operation: str) -> None:
+    def decide(self, call: ProxiedCall) -> Verdict:
+        """What becomes of the producer's next AWS call."""
+        service, operation = call.service, call.operation
         if self.dead:
-            raise InvocationDied(f"{operation} after the invocation died")
+            return "die"  # a call of the dead process still on its way: it never gets an answer
         self.calls += 1
         self.calls_here += 1
         kind = self.faults.pop(self.calls, None)
@@ -70,17 +66,18 @@ class FaultPlan:
         if kind == "die":
             self.dead = True
             self.fired.append(f"died at call {self.calls} ({operation})")
-            raise InvocationDied(f"died at {operation}")
+            return "die"
         if kind is not None:
             # Long enough to outlast the producer's own four tries of a send, on four threads.
             self.failing["sqs" if kind == "sqs" else "s3"] = 20 if kind == "sqs" else 2
             self.fired.append(f"{kind} errors from call {self.calls} ({operation})")
         if service == "sqs" and operation != "SendMessageBatch":
-            return
+            return None
         left = self.failing.get(service, 0)
         if left:
             self.failing[service] = left - 1
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected failure"}}, operation)
+            return "refuse"
+        return None
 
 
 @dataclass
@@ -91,51 +88,42 @@ class Plans:
     accepted: list[str] = field(default_factory=list)
 
 
-def _instrument(container: Container, plans: Plans) -> None:
-    deps = container.deps
-    clients = {"s3": deps.store._s3, "sqs": deps.sqs, "lambda": deps.continuer._client}
-    for service, client in clients.items():
-
-        def hook(model: Any, service: str = service, **_: Any) -> None:
-            plans.current.before_call(service, model.name)
-
-        client.meta.events.register("before-call", hook)
-
-    # What SQS answered "Successful" to: reading 3,000 messages back from the embedded queue
-    # would cost more than all the rest of a run (each receive scans the queue).
-    def entries(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["trawl_entries"] = {e["Id"]: e["MessageBody"] for e in params.get("Entries", [])}
-
-    def answered(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        sent = context.get("trawl_entries", {})
-        plans.accepted += [sent[ok["Id"]] for ok in parsed.get("Successful", [])]
-
-    deps.sqs.meta.events.register("before-parameter-build.sqs.SendMessageBatch", entries)
-    deps.sqs.meta.events.register("after-call.sqs.SendMessageBatch", answered)
-    invoke = container.invoke
-
-    def invoke_once(event: dict[str, Any], request_id: str | None = None) -> Any:
-        plans.current.new_invocation()
-        return invoke(event, request_id)
-
-    container.invoke = invoke_once  # type: ignore[method-assign]
+def _accepted(plans: Plans, call: ProxiedCall, status: int, body: bytes) -> None:
+    """Record what SQS answered "Successful" to: reading 3,000 messages back from the embedded
+    queue would cost more than all the rest of a run (each receive scans the queue)."""
+    if call.service != "sqs" or call.operation != "SendMessageBatch" or status != 200:
+        return
+    sent = {e["Id"]: e["MessageBody"] for e in json.loads(call.body)["Entries"]}
+    plans.accepted += [sent[ok["Id"]] for ok in json.loads(body).get("Successful", [])]
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[LocalSession]:
+def plans() -> Plans:
+    return Plans()
+
+
+@pytest.fixture(scope="module")
+def local(plans: Plans) -> Iterator[LocalSession]:
     with local_session(
         workers=False,
         retry_delays_s=(0.02, 0.05),
         worker_env={"MAX_ROWS_PER_INVOCATION": ROWS_PER_INVOCATION, "SEND_THREADS": "4"},
     ) as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def plans(local: LocalSession) -> Plans:
-    found = Plans()
-    _instrument(local.runtime.producer_container(), found)
-    return found
+        runtime = session.runtime
+        with FaultyAws(
+            session.aws.endpoint.url or "",
+            lambda call: plans.current.decide(call),
+            lambda_upstream=runtime.invoke_server.url,
+            on_die=runtime.crash_producer,
+            on_answer=lambda call, status, body: _accepted(plans, call, status, body),
+        ) as proxy:
+            # The producer's AWS calls, the Invoke of its continuations included, go through the proxy.
+            runtime.producer_env_overrides = {
+                "AWS_ENDPOINT_URL": proxy.url,
+                "AWS_ENDPOINT_URL_LAMBDA": proxy.url,
+            }
+            runtime.on_producer_invocation.append(lambda invocation: plans.current.new_invocation())
+            yield session
 
 
 def _input(seed: int) -> tuple[bytes, set[str], set[int], int]:

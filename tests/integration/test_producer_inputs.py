@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from bench.common import LocalContext
 from models import JobManifest, WorkItem
 from producer import handler as producer_handler
 from producer.fanout import EnqueueFailed
 from tests.helpers import NoContinuation, manifest, rejects, uploaded
-from trawl.local.runtime import LocalContext
 from trawl.local.session import LocalSession
 from trawl.stack.submit import job_id_of
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import LocalContext
 from producer import handler as producer_handler
 from producer.store import JobStore
 from tests.helpers import NoContinuation, manifest, rejects, uploaded
-from trawl.local.runtime import LocalContext
 from trawl.local.session import LocalSession, local_session
 
 

@@ -1,56 +1,41 @@
 """What `sam build` ships: each function's artifact holds its handler's packages plus the runtime
 dependencies in deploy/requirements-*.txt, nothing else. These checks keep the Lambda code inside that
 set (every import resolves to the stdlib, a shipped package, a listed requirement or the runtime's
-boto3), keep the requirements in step with pyproject.toml, and run each function's make target."""
+boto3) and keep the requirements in step with pyproject.toml. tests/integration/test_make_artifacts.py
+builds an artifact with make and runs it."""
 
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
-from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from trawl.local.template import load_template
+from trawl.local.artifacts import artifact_specs, requirement_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 # The python3.11 Lambda runtime ships these, so artifacts leave them out.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
-WHEEL_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """One kind of function artifact, named by its handler's package."""
-
-    packages: tuple[str, ...]  # first-party packages copied in
-    requirements: str  # relative to the repo root
-
-
-ARTIFACTS = {
-    "producer": Artifact(("producer", "models"), "deploy/requirements-producer.txt"),
-    "workers": Artifact(("workers", "models"), "deploy/requirements-worker.txt"),
-    "ledger": Artifact(("ledger", "models"), "deploy/requirements-ledger.txt"),
-}
-SHIPPED_PACKAGES = sorted({package for artifact in ARTIFACTS.values() for package in artifact.packages})
+SPECS = artifact_specs()  # logical id -> what its artifact ships (deploy/artifacts.txt)
+# One per distinct artifact, by its requirements file (the four workers ship the same one).
+KINDS = {f"deploy/{spec.requirements.name}": spec for spec in SPECS.values()}
+SHIPPED_PACKAGES = sorted({package for spec in KINDS.values() for package in spec.packages})
 
 
 # --------------------------------------------------------------------------- requirements
 
 
 def read_requirements(path: Path) -> dict[str, Requirement]:
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    requirements = [Requirement(line) for line in lines if line]
+    requirements = map(Requirement, requirement_lines(path))
     return {canonicalize_name(requirement.name): requirement for requirement in requirements}
 
 
@@ -123,16 +108,16 @@ def runtime_imports(source: str, package: str) -> set[str]:
 def allowed_imports(package: str) -> tuple[set[str], set[str], list[str]]:
     """(first-party, third-party) names `package` may import, and the requirements files they come
     from: what every artifact that ships `package` holds (models/ is in both, so gets the overlap)."""
-    shipped_in = [artifact for artifact in ARTIFACTS.values() if package in artifact.packages]
+    shipped_in = {file: spec for file, spec in KINDS.items() if package in spec.packages}
     assert shipped_in, f"{package}/ is in no artifact"
-    first_party = set.intersection(*(set(artifact.packages) for artifact in shipped_in))
+    first_party = set.intersection(*(set(spec.packages) for spec in shipped_in.values()))
     third_party = set.intersection(
         *(
-            {name for dist in read_requirements(ROOT / artifact.requirements) for name in import_names(dist)}
-            for artifact in shipped_in
+            {name for dist in read_requirements(spec.requirements) for name in import_names(dist)}
+            for spec in shipped_in.values()
         )
     )
-    return first_party, third_party | set(RUNTIME_PROVIDED), [a.requirements for a in shipped_in]
+    return first_party, third_party | set(RUNTIME_PROVIDED), list(shipped_in)
 
 
 def stray_imports(package: str, modules: Mapping[str, str]) -> list[str]:
@@ -208,73 +193,23 @@ def test_models_may_import_only_what_both_artifacts_hold() -> None:
 # --------------------------------------------------------------------------- requirements files
 
 
-@pytest.mark.parametrize("artifact", ARTIFACTS.values(), ids=ARTIFACTS.keys())
-def test_requirements_have_the_lower_bounds_of_pyproject(artifact: Artifact) -> None:
+@pytest.mark.parametrize("file", KINDS)
+def test_requirements_have_the_lower_bounds_of_pyproject(file: str) -> None:
     declared = pyproject_dependencies()
 
-    requirements = read_requirements(ROOT / artifact.requirements)
+    requirements = read_requirements(KINDS[file].requirements)
 
-    assert requirements, f"{artifact.requirements} lists nothing"
+    assert requirements, f"{file} lists nothing"
     for name, requirement in requirements.items():
         assert name not in RUNTIME_PROVIDED, f"{name} comes with the Lambda runtime; do not ship it"
         assert name in declared, f"{name} is not a runtime dependency in pyproject.toml"
         assert any(spec.operator == ">=" for spec in requirement.specifier), f"{requirement} has no >= bound"
         assert requirement.specifier == declared[name].specifier, (
-            f"{artifact.requirements}: {requirement} disagrees with pyproject.toml's {declared[name]}"
+            f"{file}: {requirement} disagrees with pyproject.toml's {declared[name]}"
         )
 
 
 def test_every_runtime_dependency_is_shipped_or_provided() -> None:
-    shipped = set().union(*(read_requirements(ROOT / a.requirements).keys() for a in ARTIFACTS.values()))
+    shipped = set().union(*(read_requirements(spec.requirements).keys() for spec in KINDS.values()))
 
     assert set(pyproject_dependencies()) - RUNTIME_PROVIDED == shipped
-
-
-# --------------------------------------------------------------------------- the make targets
-
-
-def _functions() -> dict[str, dict[str, Any]]:
-    template = load_template()
-    defaults = template.get("Globals", {}).get("Function", {})
-    return {
-        function_id: {**defaults, **resource.get("Properties", {}), "Metadata": resource.get("Metadata", {})}
-        for function_id, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::Serverless::Function"
-    }
-
-
-FUNCTIONS = _functions()
-
-
-@pytest.mark.parametrize("function_id", FUNCTIONS)
-def test_make_target_builds_a_lean_artifact_for_the_function(function_id: str, tmp_path: Path) -> None:
-    function = FUNCTIONS[function_id]
-    artifact = ARTIFACTS[function["Handler"].partition(".")[0]]
-    python_version = function["Runtime"].removeprefix("python")
-    (architecture,) = function["Architectures"]
-
-    # PYTHON=echo: the package copy really runs; pip and compileall are printed instead of run.
-    built = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), f"build-{function_id}", "PYTHON=echo"],
-        env={**os.environ, "ARTIFACTS_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert function["Metadata"].get("BuildMethod") == "makefile"
-    assert built.returncode == 0, built.stderr
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(artifact.packages), built.stdout
-    # The developer's own __pycache__ stays behind (bytecode is compiled afresh in the artifact).
-    assert not [p for p in tmp_path.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
-    printed = [line.split() for line in built.stdout.splitlines()]
-    (pip,) = [line for line in printed if line[:3] == ["-m", "pip", "install"]]
-    (compileall,) = [line for line in printed if line[:2] == ["-m", "compileall"]]
-    assert pip[pip.index("-r") + 1] == artifact.requirements
-    assert pip[pip.index("--target") + 1] == str(tmp_path)
-    assert pip[pip.index("--platform") + 1] == WHEEL_PLATFORMS[architecture]
-    assert pip[pip.index("--python-version") + 1] == python_version
-    assert {"--implementation", "cp", "--only-binary=:all:"} <= set(pip)
-    assert compileall[-1] == str(tmp_path)
-    assert compileall[compileall.index("--invalidation-mode") + 1] == "unchecked-hash"

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-import re
-import signal
 import sys
-import time
-from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
-import httpx
+
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from models import PAIRS, pair_problem
-from models.endpoints import check_upstream_url
-from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
-from trawl.sandbox import Faults
-from trawl.stack.describe import Stack, describe_stack
-from trawl.stack.endpoint import REGION, Endpoint
-from trawl.stack.jobs import load_manifest
-from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
-from trawl.stack.running import UpState, clear, running_stack, state_file
-from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+
+from trawl.cli.common import (
+    JsonOpt,
+    app,
+    console,
+    out,
+)
 
 
 @app.command()
@@ -40,7 +27,6 @@ def query(
 ) -> None:
     """Run SQL (DuckDB) over the records in the data dir."""
     # Imported here so the other commands never load DuckDB.
-    import sys
 
     from rich.text import Text
 

@@ -1,34 +1,18 @@
-"""What every command shares: the app, the consoles, the common options, and finding the stack a command works on."""
+"""What every command shares: the app, the consoles, the common options, and finding the stack
+a command works on (--stack, --endpoint-url, or the running `trawl up`)."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
-import signal
-import sys
-import time
-from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
-import httpx
+
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from models import PAIRS, pair_problem
-from models.endpoints import check_upstream_url
-from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
-from trawl.sandbox import Faults
-from trawl.stack.describe import Stack, describe_stack
-from trawl.stack.endpoint import REGION, Endpoint
-from trawl.stack.jobs import load_manifest
-from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
-from trawl.stack.running import UpState, clear, running_stack, state_file
-from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
 
+from trawl.stack.describe import DEFAULT_STACK_NAME, Stack, describe_stack
+from trawl.stack.endpoint import REGION, Endpoint
+from trawl.stack.running import UpState, running_stack
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="trawl: CSV in S3 -> one record per item.")
 
@@ -66,12 +50,12 @@ EndpointOpt = Annotated[
 ]
 
 
-def _attach(stack_name: str | None, endpoint_url: str | None) -> tuple[Stack, UpState | None] | None:
+def attach(stack_name: str | None, endpoint_url: str | None) -> tuple[Stack, UpState | None] | None:
     """The stack named by the flags, else the running `trawl up` stack, else None."""
     if stack_name or endpoint_url:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION
         endpoint = Endpoint(url=endpoint_url, region=region, local=False)
-        return describe_stack(endpoint, stack_name or STACK_NAME, with_functions=False), None
+        return describe_stack(endpoint, stack_name or DEFAULT_STACK_NAME, with_functions=False), None
     up = running_stack()
     if up is None:
         return None
@@ -79,8 +63,8 @@ def _attach(stack_name: str | None, endpoint_url: str | None) -> tuple[Stack, Up
     return describe_stack(endpoint, up.stack_name, with_functions=False), up
 
 
-def _require_stack(stack_name: str | None, endpoint_url: str | None) -> Stack:
-    attached = _attach(stack_name, endpoint_url)
+def require_stack(stack_name: str | None, endpoint_url: str | None) -> Stack:
+    attached = attach(stack_name, endpoint_url)
     if attached is None:
         console.print(
             "[red]No running stack:[/] start one with `trawl up` (in another terminal), or pass --stack NAME."

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-import re
-import signal
-import sys
-import time
-from contextlib import ExitStack
-from importlib import resources
-from pathlib import Path
 from typing import Annotated
-import httpx
+
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from models import PAIRS, pair_problem
-from models.endpoints import check_upstream_url
-from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
-from trawl.sandbox import Faults
-from trawl.stack.describe import Stack, describe_stack
-from trawl.stack.endpoint import REGION, Endpoint
-from trawl.stack.jobs import load_manifest
-from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
-from trawl.stack.running import UpState, clear, running_stack, state_file
-from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from trawl.cli.common import (
+    EndpointOpt,
+    JsonOpt,
+    StackOpt,
+    app,
+    console,
+    out,
+    require_stack,
+)
+from trawl.cli.render import (
+    print_move_tasks,
+    print_recent,
+    render_summary,
+)
+from trawl.stack.ops import dead_lettered_items, job_status, recent_jobs, redrive, replay
 
 
 @app.command()
@@ -43,9 +38,9 @@ def status(
     """A job's state and counts, from its manifest and the job ledger (two requests, whatever the
     job's size). Exit code 0 when done, 1 when it failed or items are dead-lettered, 3 while
     running or retrying."""
-    target = _require_stack(stack, endpoint_url)
+    target = require_stack(stack, endpoint_url)
     if job is None:
-        _print_recent(recent_jobs(target), as_json)
+        print_recent(recent_jobs(target), as_json)
         return
     try:
         found = job_status(target, job)
@@ -57,7 +52,7 @@ def status(
         payload = found.to_dict() | ({"items": needing} if items else {})
         typer.echo(json.dumps(payload, indent=2, default=str))
     else:
-        _render(found)
+        render_summary(found)
         for item in needing:
             out.print(f"    {item['item_key']}  {item['outcome']}  {item['reason']}: {item['error']}")
     raise typer.Exit({"done": 0, "failed": 1}.get(found.state, 3))
@@ -77,13 +72,13 @@ def redrive_command(
 ) -> None:
     """Move dead-lettered messages back to the platform's work queue. What there is to move is
     read from the job ledger, never by receiving the DLQ."""
-    target = _require_stack(stack, endpoint_url)
+    target = require_stack(stack, endpoint_url)
     if platform not in target.platforms:
         raise typer.BadParameter(
             f"'{platform}' is not one of {', '.join(target.platforms)}", param_hint="PLATFORM"
         )
     if show_status:
-        _print_move_tasks(target, platform)
+        print_move_tasks(target, platform)
         return
     with Progress(TextColumn("re-driving"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task("redrive", total=None)
@@ -127,7 +122,7 @@ def replay_command(
 ) -> None:
     """Invoke the producer again with every event whose retries ran out (its failure queue).
     Each job resumes from its last checkpoint; fix what made it fail first."""
-    target = _require_stack(stack, endpoint_url)
+    target = require_stack(stack, endpoint_url)
     with console.status("reading the producer's failure queue"):
         result = replay(target, dry_run=dry_run)
     for event in result.found:

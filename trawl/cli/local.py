@@ -1,9 +1,7 @@
-"""The `trawl` command: runs jobs on the local default (embedded AWS + sandbox upstream) and
-reports them. See docs/contract.md, "Commands"."""
+"""The commands that start a local stack, or run jobs on one: run, demo, up, faults."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,27 +9,40 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from models import PAIRS, pair_problem
 from models.endpoints import check_upstream_url
+from trawl.cli.common import (
+    DataDir,
+    EndpointOpt,
+    FaultsOpt,
+    JsonOpt,
+    LatencyOpt,
+    StackOpt,
+    VerboseOpt,
+    app,
+    attach,
+    console,
+    out,
+)
+from trawl.cli.render import (
+    print_summaries,
+    show_finished,
+)
 from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
+from trawl.local.session import LocalSession, Upstream, Upstreams, local_session
+from trawl.resources import sample_path
 from trawl.sandbox import Faults
-from trawl.stack.describe import Stack, describe_stack
-from trawl.stack.endpoint import REGION, Endpoint
+from trawl.stack.describe import Stack
 from trawl.stack.jobs import load_manifest
-from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
 from trawl.stack.running import UpState, clear, running_stack, state_file
 from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
-
 
 TikApiUrlOpt = Annotated[
     str | None,
@@ -94,12 +105,6 @@ def _quiet_logs(verbose: bool) -> None:
     set_handler_log_level(logging.INFO if verbose else logging.ERROR)
 
 
-
-
-
-
-
-
 def _upstreams(
     tikapi_url: str | None, tikapi_key_file: Path | None, zyte_url: str | None, zyte_key_file: Path | None
 ) -> Upstreams:
@@ -145,7 +150,7 @@ def _open_session(
     endpoint_url: str | None,
     upstreams: Upstreams,
 ) -> Session:
-    attached = _attach(stack_name, endpoint_url)
+    attached = attach(stack_name, endpoint_url)
     if attached is not None:
         stack, up = attached
         if upstreams.tikapi or upstreams.zyte:
@@ -253,12 +258,6 @@ def _output_prefixes(stack: Stack, jobs: list[str]) -> list[str]:
     ]
 
 
-
-
-
-
-
-
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The input CSV.")],
@@ -282,7 +281,7 @@ def run(
     spec = _parse_faults(faults, latency_ms)
     upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
     summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams)
-    _print(summaries, as_json, many=False)
+    print_summaries(summaries, as_json, many=False)
     if not summaries[0].succeeded:
         raise typer.Exit(1)
 
@@ -305,10 +304,9 @@ def demo(
     _quiet_logs(verbose)
     spec = _parse_faults(faults, latency_ms)
     upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
-    samples = resources.files("trawl") / "samples"
-    files = [(Path(str(samples / name)), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
+    files = [(sample_path(name), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
     summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams)
-    _print(summaries, as_json, many=True)
+    print_summaries(summaries, as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
         # As the user called it: after `make demo` that is .venv/bin/trawl, not a `trawl` on PATH.
@@ -338,7 +336,7 @@ def up(
     with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
         session: LocalSession = ctx.enter_context(local_session(faults=spec, upstreams=upstreams))
         session.runtime.watch_uploads()
-        session.runtime.announce_finished_jobs(_show_finished)
+        session.runtime.announce_finished_jobs(show_finished)
         state = UpState(
             session.aws.endpoint.url or "",
             session.sandbox.url,
@@ -368,8 +366,6 @@ def up(
             out.print("stopping")
 
 
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -394,25 +390,3 @@ def set_faults(
     faults = _parse_faults(spec, latency_ms)
     _set_sandbox_faults(up_state.sandbox_url, faults)
     out.print(f"sandbox faults: {faults.spec() or 'none'}, latency {faults.latency_ms} ms")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,52 +1,36 @@
-"""How jobs are printed: one renderer for a job's summary (run, demo and status print the same), the recent jobs, move tasks and Job Finished events."""
+"""How jobs are printed: one renderer for a job's summary (run, demo and status print the same),
+the recent jobs, move tasks and Job Finished events."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import re
-import signal
-import sys
-import time
-from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
-from typing import Annotated
-import httpx
+
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from models import PAIRS, pair_problem
-from models.endpoints import check_upstream_url
-from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import STACK_NAME, LocalSession, Upstream, Upstreams, local_session
-from trawl.sandbox import Faults
-from trawl.stack.describe import Stack, describe_stack
-from trawl.stack.endpoint import REGION, Endpoint
-from trawl.stack.jobs import load_manifest
-from trawl.stack.ops import dead_lettered_items, job_status, move_tasks, recent_jobs, redrive, replay
-from trawl.stack.running import UpState, clear, running_stack, state_file
-from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+
+from trawl.cli.common import console, out
+from trawl.stack.describe import Stack
+from trawl.stack.ops import move_tasks
+from trawl.stack.submit import JobSummary
 
 
-def _print(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
+def print_summaries(summaries: list[JobSummary], as_json: bool, many: bool) -> None:
     if as_json:
         payload = [s.to_dict() for s in summaries]
         typer.echo(json.dumps(payload if many else payload[0], indent=2))
         return
     for s in summaries:
         out.print()
-        _render(s)
+        render_summary(s)
 
 
-_STATE_COLOURS = {"done": "green", "failed": "red"}
+STATE_COLOURS = {"done": "green", "failed": "red"}
 
 
-def _render(s: JobSummary) -> None:
+def render_summary(s: JobSummary) -> None:
     """One job, as `run`, `demo` and `status` print it. Items and records are kept apart: for
     tiktok/videos an item is an account, and its records are its videos."""
-    colour = _STATE_COLOURS.get(s.state, "yellow")
+    colour = STATE_COLOURS.get(s.state, "yellow")
     # The job's state (done / running / retrying / failed), not the producer's manifest status: a
     # job is "enqueued" as soon as its rows are on the queue, long before its records are written.
     out.print(f"[bold]job {s.job_id}[/]  {s.platform}/{s.kind}  {s.input_key}  [{colour}]{s.state}[/]")
@@ -79,9 +63,9 @@ def _render(s: JobSummary) -> None:
         out.print(f"  rejects: {where}")
 
 
-def _show_finished(detail: dict[str, object]) -> None:
+def show_finished(detail: dict[str, object]) -> None:
     """One line in `trawl up`'s log per `Job Finished` event."""
-    colour = _STATE_COLOURS.get(str(detail.get("state")), "yellow")
+    colour = STATE_COLOURS.get(str(detail.get("state")), "yellow")
     reasons = detail.get("failure_reasons") or {}
     why = " · ".join(f"{r} {n}" for r, n in reasons.items()) if isinstance(reasons, dict) else ""
     out.print(
@@ -92,7 +76,7 @@ def _show_finished(detail: dict[str, object]) -> None:
     )
 
 
-def _print_recent(jobs: list[dict[str, object]], as_json: bool) -> None:
+def print_recent(jobs: list[dict[str, object]], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(jobs, indent=2, default=str))
         return
@@ -115,7 +99,7 @@ def _print_recent(jobs: list[dict[str, object]], as_json: bool) -> None:
     out.print("one job's counts, its failure reasons and its dead-lettered items: trawl status JOB --items")
 
 
-def _print_move_tasks(target: Stack, platform: str) -> None:
+def print_move_tasks(target: Stack, platform: str) -> None:
     try:
         tasks = move_tasks(target, platform)
     except Exception as exc:

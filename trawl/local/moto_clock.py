@@ -1,11 +1,11 @@
 """A one-line speed fix for moto's embedded SQS, pinned to the moto versions it was checked on.
 
 moto 5.2.x computes "now" for every message on every SQS call through
-moto.core.utils.unix_time_millis(), which builds two naive datetimes and subtracts them
-(~2 us a call). Receive/delete scan every message in the queue, so a queue of a few thousand
-messages made each call slow: send->receive->delete ran at ~43 msgs/s. time.time() gives the
-same value (milliseconds since the epoch) ~20x cheaper, and round trips reach ~400 msgs/s.
-Only the no-argument form is replaced; calls with a datetime go to moto's own function."""
+moto.core.utils.unix_time_millis(), which builds two naive datetimes and subtracts them.
+Receive/delete scan every message in the queue, so that cost is paid per message per call and a
+queue a few thousand deep crawls. time.time() gives the same value (milliseconds since the epoch)
+for a fraction of it. Only the no-argument form is replaced; calls with a datetime go to moto's
+own function."""
 
 from __future__ import annotations
 

@@ -203,10 +203,9 @@ def keep_schedules_out_of_event_matching() -> None:
 def query_one_partition() -> None:
     """moto 5.2.x answers a Query on a table's own key by sorting every item of the table, then
     keeping the partition asked for. The ledger reads a job's partition (its row and counts, a
-    dozen rows) on every `trawl status` and every batch of stream changes: with 10,000 item rows
-    in the table that Query cost 90 ms, and it grew with every job the stack had run. DynamoDB
-    reads only the partition; here a Query on the table's own key looks only at it too. Queries
-    of an index are left as they are."""
+    dozen rows) on every `trawl status` and every batch of stream changes, so each of them got
+    slower with every job the stack had run. DynamoDB reads only the partition; here a Query on
+    the table's own key looks only at it too. Queries of an index are left as they are."""
     from moto.dynamodb.models.table import Table
 
     query = Table.query

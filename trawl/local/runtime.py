@@ -1,30 +1,31 @@
-"""The local stand-in for the Lambda service: invokes the real handler functions the way their
-triggers would on AWS. S3 upload events (and the producer's own continuations) go to the
-producer; each SQS event source mapping is polled with its batch size and maximum concurrency,
-and its partial batch responses decide what is deleted. moto's redrive policy moves messages
-to the DLQ after maxReceiveCount, exactly as SQS does. Each worker poller keeps one warm
-execution environment in a process of its own, as Lambda does (trawl/local/container.py)."""
+"""The local stand-in for the Lambda service: invokes the functions the way their triggers would
+on AWS. S3 upload events (and the producer's own continuations) go to the producer as
+asynchronous invocations; each SQS event source mapping is polled with its batch size and
+maximum concurrency, and its partial batch responses decide what is deleted; the ledger's stream
+and schedule are served too. moto's redrive policy moves messages to the DLQ after
+maxReceiveCount, exactly as SQS does.
+
+Every function runs in execution environments of its own, each a process holding only its
+staged artifact and speaking Lambda's Runtime API (trawl/local/environment.py); a worker poller
+keeps its environment warm, as Lambda does, and one idle for long is reclaimed."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
-import importlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trawl.local.container import ContainerDied, ProcessContainer
+from trawl.local.artifacts import Artifact, stage
+from trawl.local.environment import ContainerDied, Environment
+from trawl.local.events import s3_object_created, sqs_event
 from trawl.local.invoke import LOCAL_RETRY_DELAYS_S, AsyncInvocations, Invocation, InvokeServer
 from trawl.local.schedules import LOCAL_SCALE, RuleRunner, scheduled_rules
 from trawl.local.streams import StreamPoller
@@ -40,24 +41,11 @@ LOW_WATER = 100
 # The producer's lease locally (60 s on AWS): a delivery that finds a dead holder's lease waits
 # at most this long before it takes the job over.
 LOCAL_PRODUCER_LEASE_S = 5
-# A worker environment no batch has used for this long is closed (its process, ~80 MB, ends), as
+# Set by set_handler_log_level, and passed on to every environment.
+_LOG_SETTINGS = ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED")
+# A worker environment no batch has used for this long is closed (its process ends), as
 # Lambda reclaims idle execution environments; the next batch starts a new one.
 IDLE_ENVIRONMENT_S = 300.0
-
-
-class LocalContext:
-    """The parts of the Lambda context object trawl's handlers use. A retried asynchronous
-    invocation keeps its request id, as on Lambda."""
-
-    def __init__(self, function: FunctionInfo, request_id: str | None = None) -> None:
-        self.function_name = function.name
-        self.memory_limit_in_mb = function.memory_mb
-        self.aws_request_id = request_id or str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
-        self._deadline = time.monotonic() + function.timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def set_handler_log_level(level: int) -> None:
@@ -72,31 +60,6 @@ def set_handler_log_level(level: int) -> None:
             found.setLevel(level)
     logging.getLogger("trawl").setLevel(level)
     logging.getLogger("botocore").setLevel(max(level, logging.ERROR))
-
-
-def _logs_to_stderr() -> None:
-    """On Lambda the handlers log to stdout (CloudWatch); locally stdout carries the CLI's own
-    output (`--json` summaries), so the handlers' log lines go to stderr instead."""
-    for handler in logging.getLogger("trawl").handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is not sys.stderr:
-            with handler.lock or contextlib.nullcontext():
-                handler.stream = sys.stderr  # not setStream(): it flushes the old stream, which may be closed
-
-
-class Container:
-    """One warm execution environment: the handler module's deps, built once from the
-    function's environment, reused by every invocation it serves. Workers run theirs in a
-    process of its own (trawl/local/container.py); the producer runs its one in this process."""
-
-    def __init__(self, function: FunctionInfo, env: dict[str, str]) -> None:
-        module_name, _, _ = function.handler.rpartition(".")
-        self.function = function
-        self.module = importlib.import_module(module_name)
-        _logs_to_stderr()
-        self.deps = self.module.build_deps(env)
-
-    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
-        return self.module.handle(event, LocalContext(self.function, request_id), self.deps)
 
 
 @dataclass(frozen=True)
@@ -126,6 +89,7 @@ class LocalRuntime:
         retry_delays_s: tuple[float, ...] = LOCAL_RETRY_DELAYS_S,
         schedule_scale: float = LOCAL_SCALE,
         deliver_twice: bool = False,
+        artifacts: Mapping[str, Artifact] | None = None,
     ) -> None:
         self.stack = stack
         # Tests only: every worker batch is delivered twice, as SQS's at-least-once may.
@@ -148,7 +112,14 @@ class LocalRuntime:
         # Each Lambda execution environment has a /tmp of its own; the producer's here is private
         # to this runtime, so two local runs of the same file (same job id) can't share work files.
         self._producer_tmp = tempfile.TemporaryDirectory(prefix="trawl-producer-tmp-")
-        self._producer: Container | None = None  # built on the first invocation, as on Lambda
+        self._producer: Environment | None = None  # started on the first invocation, as on Lambda
+        # logical id -> artifact: given ones (e.g. what `make build-<LogicalId>` built) are used
+        # as they are; the others are staged on first use.
+        self._artifacts: dict[str, Artifact] = dict(artifacts or {})
+        # Tests only: settings for the producer's environment (set before its first invocation),
+        # and calls made as each of its invocations starts.
+        self.producer_env_overrides: dict[str, str] = {}
+        self.on_producer_invocation: list[Callable[[Invocation], None]] = []
         self._pacing = True
         self._retry_delays = retry_delays_s
         producer = stack.producer()
@@ -170,12 +141,11 @@ class LocalRuntime:
                     self._spawn(f"{function.name}-{n}", self._poller, function, source)
         for function in self.stack.functions.values():
             for stream in function.stream_sources:
-                env = functools.partial(self._env, function)
-                poller = StreamPoller(self.stack, function, stream, env, self._stop)
+                poller = StreamPoller(self.stack, function, stream, self.start_environment, self._stop)
                 self.stream_pollers.append(poller)
                 self._spawn(f"{function.name}-stream", poller.run)
         for rule in scheduled_rules(self.stack):
-            runner = RuleRunner(self.stack, rule, self._env(rule.function), self._stop, self._schedule_scale)
+            runner = RuleRunner(self.stack, rule, self.start_environment, self._stop, self._schedule_scale)
             self.rules[rule.name] = runner
             self._spawn(f"{rule.name}-schedule", runner.run)
         return self
@@ -190,6 +160,8 @@ class LocalRuntime:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._producer is not None:
+            self._producer.close()
         self.invoke_server.stop()
         self._producer_tmp.cleanup()
 
@@ -199,35 +171,26 @@ class LocalRuntime:
         self._threads.append(thread)
 
     def _env(self, function: FunctionInfo) -> dict[str, str]:
-        return self.stack.function_env(function) | self._overrides
+        # The CLI's log level (--verbose or not) wins over the template's LogLevel locally.
+        levels = {k: os.environ[k] for k in _LOG_SETTINGS if k in os.environ}
+        return self.stack.function_env(function) | levels | self._overrides
+
+    def artifact(self, function: FunctionInfo) -> Artifact:
+        """The function's artifact, staged once per runtime (and cached across runs)."""
+        with self._lock:
+            if function.logical_id not in self._artifacts:
+                self._artifacts[function.logical_id] = stage(function.logical_id)
+            return self._artifacts[function.logical_id]
+
+    def start_environment(self, function: FunctionInfo, env: dict[str, str] | None = None) -> Environment:
+        """A new execution environment for the function, its init done."""
+        return Environment(function, self._env(function) if env is None else env, self.artifact(function))
 
     # ------------------------------------------------------------------ producer
     def upload_event(self, bucket: str, key: str) -> dict[str, Any]:
         """The S3 ObjectCreated:Put notification S3 would send for an object now in the bucket."""
         head = self.stack.endpoint.client("s3").head_object(Bucket=bucket, Key=key)
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {
-            "Records": [
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": self.stack.endpoint.region,
-                    "eventTime": now,
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "configurationId": "Upload",
-                        "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                        "object": {
-                            "key": key.replace(" ", "+"),
-                            "size": head["ContentLength"],
-                            "eTag": head["ETag"].strip('"'),
-                            "sequencer": format(time.time_ns(), "X"),
-                        },
-                    },
-                }
-            ]
-        }
+        return s3_object_created(bucket, key, head["ContentLength"], head["ETag"], self.stack.endpoint.region)
 
     def watch_uploads(self, interval_s: float = 0.5) -> None:
         """Stand in for the bucket's s3:ObjectCreated notification on input/, for files that
@@ -295,16 +258,28 @@ class LocalRuntime:
             "RETRY_HORIZON_S": str(int(horizon)),
         }
         own = {"TMP_DIR": self._producer_tmp.name, "AWS_ENDPOINT_URL_LAMBDA": self.invoke_server.url}
-        return self.stack.function_env(function) | local | self._overrides | own
+        return self._env(function) | local | self._overrides | own | self.producer_env_overrides
 
-    def producer_container(self) -> Container:
-        """The producer's execution environment, started on first use as on Lambda."""
-        if self._producer is None:
-            self._producer = Container(self.stack.producer(), self.producer_env())
+    def producer_environment(self) -> Environment:
+        """The producer's execution environment: started on first use, and replaced when its
+        process has died, as on Lambda. Asynchronous invocations run one at a time here."""
+        if self._producer is None or not self._producer.alive:
+            if self._producer is not None:
+                self._producer.close()
+            self._producer = self.start_environment(self.stack.producer(), self.producer_env())
         return self._producer
 
     def _invoke_producer(self, invocation: Invocation) -> Any:
-        return self.producer_container().invoke(invocation.event, invocation.request_id)
+        for hook in self.on_producer_invocation:
+            hook(invocation)
+        return self.producer_environment().invoke(invocation.event, invocation.request_id)
+
+    def crash_producer(self) -> None:
+        """Chaos testing only: kill the producer's execution environment's process now, as a
+        Lambda runtime dies mid-invocation. Its invocation fails, and is retried as Lambda
+        retries it, in a new environment."""
+        if self._producer is not None:
+            self._producer.kill()
 
     def _pace(self, invocation: Invocation) -> None:
         if self._pacing and "trawl_continuation" in invocation.event:
@@ -318,7 +293,7 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ workers
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
-        container: ProcessContainer | None = None  # started on the first batch, kept warm after
+        container: Environment | None = None  # started on the first batch, kept warm after
         last_used = time.monotonic()
 
         def retire() -> None:
@@ -343,7 +318,7 @@ class LocalRuntime:
                 try:
                     if container is None or not container.alive:  # Lambda replaces a lost environment
                         retire()
-                        container = ProcessContainer(function, self._env(function))
+                        container = self.start_environment(function)
                         with self._lock:
                             self.warm_environments += 1
                     self._invoke_worker(container, source, messages)
@@ -351,7 +326,8 @@ class LocalRuntime:
                     # As on AWS: the batch waits out its visibility timeout; a new environment
                     # serves the next one.
                     self.progress.errors += 1
-                    self._log_failure(f"{lost}; its batch waits out the queue's visibility timeout")
+                    why = f"{lost}; its batch waits out the queue's visibility timeout"
+                    self._log_failure(why, interrupted=lost.interrupted)
                     retire()
                 except Exception:
                     self.progress.errors += 1
@@ -366,10 +342,12 @@ class LocalRuntime:
         finally:
             retire()
 
-    def _log_failure(self, message: str, exc_info: bool = False) -> None:
+    def _log_failure(self, message: str, exc_info: bool = False, interrupted: bool = False) -> None:
         """An invocation that failed. While the runtime stops (Ctrl-C), the embedded AWS and the
-        environments go away under running invocations: what fails then is expected, not news."""
-        level = logging.DEBUG if self._stop.is_set() else logging.ERROR
+        environments go away under running invocations: what fails then is expected, not news.
+        So is an environment the Ctrl-C itself reached, as its process was being started (it was
+        still in the terminal's process group)."""
+        level = logging.DEBUG if self._stop.is_set() or interrupted else logging.ERROR
         log.log(level, message, exc_info=exc_info)
 
     def _receive(self, source: EventSource) -> list[dict[str, Any]]:
@@ -389,9 +367,9 @@ class LocalRuntime:
         return messages
 
     def _invoke_worker(
-        self, container: ProcessContainer, source: EventSource, messages: list[dict[str, Any]]
+        self, container: Environment, source: EventSource, messages: list[dict[str, Any]]
     ) -> None:
-        event = {"Records": [_sqs_record(m, source, self.stack.endpoint.region) for m in messages]}
+        event = sqs_event(messages, source.queue_arn, self.stack.endpoint.region)
         try:
             if self._take_crash(source.queue_url):
                 # The first half of the batch is handled (its records written), then the
@@ -476,18 +454,3 @@ def _body(message: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _sqs_record(message: dict[str, Any], source: EventSource, region: str) -> dict[str, Any]:
-    """The record shape Lambda's SQS event source delivers."""
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": message.get("MessageAttributes", {}),
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": source.queue_arn,
-        "awsRegion": region,
-    }

@@ -8,11 +8,12 @@ import datetime as dt
 import logging
 import re
 import threading
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trawl.local.container import ContainerDied, ProcessContainer
+from trawl.local.environment import ContainerDied, Environment
+from trawl.local.events import scheduled_event
 from trawl.stack.describe import FunctionInfo, Stack
 
 log = logging.getLogger(__name__)
@@ -62,32 +63,23 @@ def scheduled_rules(stack: Stack) -> list[Rule]:
     return found
 
 
-def scheduled_event(rule: Rule, region: str, at: dt.datetime) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [rule.arn],
-        "detail": {},
-    }
-
-
 class RuleRunner:
     """Fires one rule at its (scaled) rate until `stop`; `fire` runs it at once."""
 
     def __init__(
-        self, stack: Stack, rule: Rule, env: dict[str, str], stop: threading.Event, scale: float
+        self,
+        stack: Stack,
+        rule: Rule,
+        start: Callable[[FunctionInfo], Environment],
+        stop: threading.Event,
+        scale: float,
     ) -> None:
         self._stack = stack
         self.rule = rule
-        self._env = env
+        self._start = start
         self._stop = stop
         self._scale = scale
-        self._container: ProcessContainer | None = None
+        self._container: Environment | None = None
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -105,11 +97,11 @@ class RuleRunner:
 
     def fire(self, at: dt.datetime | None = None) -> Any:
         """Invoke the rule's function now, as if the schedule were due at `at` (default now)."""
-        event = scheduled_event(self.rule, self._stack.endpoint.region, at or dt.datetime.now(dt.UTC))
+        event = scheduled_event(self.rule.arn, self._stack.endpoint.region, at or dt.datetime.now(dt.UTC))
         with self._lock:  # one invocation at a time, as one execution environment serves them
             for _ in range(2):
                 if self._container is None or not self._container.alive:
-                    self._container = ProcessContainer(self.rule.function, self._env)
+                    self._container = self._start(self.rule.function)
                 try:
                     return self._container.invoke(event)
                 except ContainerDied:

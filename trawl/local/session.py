@@ -3,18 +3,18 @@ stack from template.yaml and the Lambda stand-in, started together and stopped i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from trawl.local.artifacts import Artifact
 from trawl.local.aws import EmbeddedAws
 from trawl.local.create import create_local_stack
 from trawl.local.invoke import LOCAL_RETRY_DELAYS_S
 from trawl.local.runtime import LocalRuntime
 from trawl.sandbox import Faults, SandboxServer
-from trawl.stack.describe import Stack
+from trawl.stack.describe import DEFAULT_STACK_NAME, Stack
 
-STACK_NAME = "trawl"
 # Locally, retries back off for seconds, not minutes, so a run with faults finishes quickly.
 LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "3"}
 
@@ -59,11 +59,13 @@ def local_session(
     retry_delays_s: tuple[float, ...] | None = None,
     workers: bool = True,
     deliver_twice: bool = False,
+    artifacts: Mapping[str, Artifact] | None = None,
 ) -> Iterator[LocalSession]:
     """The embedded AWS, the sandbox upstream, the stack from template.yaml and the event loop.
     `parameters` are template parameters (as for `sam deploy`); `worker_env` overrides settings
     in every function's environment (as editing the function's configuration would);
-    `upstreams` replaces the sandbox for TikAPI and/or Zyte API."""
+    `upstreams` replaces the sandbox for TikAPI and/or Zyte API; `artifacts` (logical id ->
+    artifact) are run instead of the ones staged from this virtualenv."""
     upstreams = upstreams or Upstreams()
     aws = EmbeddedAws().start()
     sandbox = SandboxServer(faults=faults).start()
@@ -73,12 +75,15 @@ def local_session(
             "ZyteApiUrl": upstreams.zyte.url if upstreams.zyte else sandbox.zyte_url,
         }
         keys = {api: u.key for api, u in (("tikapi", upstreams.tikapi), ("zyte", upstreams.zyte)) if u}
-        stack = create_local_stack(aws.endpoint, STACK_NAME, stack_parameters | (parameters or {}), keys)
+        stack = create_local_stack(
+            aws.endpoint, DEFAULT_STACK_NAME, stack_parameters | (parameters or {}), keys
+        )
         runtime = LocalRuntime(
             stack,
             env_overrides=LOCAL_WORKER_ENV | (worker_env or {}),
             retry_delays_s=LOCAL_RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
             deliver_twice=deliver_twice,
+            artifacts=artifacts,
         ).start(workers=workers)
         try:
             yield LocalSession(aws, sandbox, stack, runtime, upstreams)

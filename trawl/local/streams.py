@@ -5,13 +5,13 @@ no record is skipped or handed over out of order."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from trawl.local.container import ContainerDied, ProcessContainer
+from trawl.local.environment import ContainerDied, Environment
+from trawl.local.events import dynamodb_stream_event
 from trawl.stack.describe import FunctionInfo, Stack, StreamSource
 
 log = logging.getLogger(__name__)
@@ -20,38 +20,21 @@ POLL_S = 0.2  # how often an idle stream is read again
 RETRY_S = 0.5  # a failed batch is retried after this
 
 
-def lambda_record(record: dict[str, Any], source: StreamSource, region: str) -> dict[str, Any]:
-    """A stream record as Lambda's event carries it: its ARN, and the creation time as epoch seconds."""
-    change = dict(record["dynamodb"])
-    created = change.get("ApproximateCreationDateTime")
-    if isinstance(created, dt.datetime):
-        change["ApproximateCreationDateTime"] = created.timestamp()
-    return {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": record.get("eventVersion", "1.1"),
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": change,
-        "eventSourceARN": source.stream_arn,
-    }
-
-
 class StreamPoller:
     def __init__(
         self,
         stack: Stack,
         function: FunctionInfo,
         source: StreamSource,
-        env: Callable[[], dict[str, str]],
+        start: Callable[[FunctionInfo], Environment],
         stop: threading.Event,
     ) -> None:
         self._stack = stack
         self._function = function
         self._source = source
-        self._env = env
+        self._start = start
         self._stop = stop
-        self._container: ProcessContainer | None = None
+        self._container: Environment | None = None
         self.batches = 0
         self.behind = 0  # records read but not yet handled
 
@@ -89,12 +72,11 @@ class StreamPoller:
         return found
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
-        region = self._stack.endpoint.region
-        event = {"Records": [lambda_record(r, self._source, region) for r in records]}
+        event = dynamodb_stream_event(records, self._source.stream_arn, self._stack.endpoint.region)
         while not self._stop.is_set():
             try:
                 if self._container is None or not self._container.alive:
-                    self._container = ProcessContainer(self._function, self._env())
+                    self._container = self._start(self._function)
                 self._container.invoke(event)
                 self.batches += 1
                 return

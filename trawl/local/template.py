@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+from trawl.resources import template_path
+
+TEMPLATE_PATH = template_path()
 CODE_PLACEHOLDER = "s3://trawl-local-code/code.zip"
 
 

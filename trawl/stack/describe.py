@@ -10,6 +10,9 @@ from typing import Any
 from models import KINDS_BY_PLATFORM
 from trawl.stack.endpoint import Endpoint
 
+# The stack name when none is given: the local default's, and `--endpoint-url`'s without `--stack`.
+DEFAULT_STACK_NAME = "trawl"
+
 
 @dataclass(frozen=True)
 class EventSource:
@@ -49,6 +52,7 @@ class FunctionInfo:
     event_sources: list[EventSource] = field(default_factory=list)
     async_config: AsyncConfig = field(default_factory=AsyncConfig)
     stream_sources: list[StreamSource] = field(default_factory=list)
+    logical_id: str = ""  # its resource's name in template.yaml (deploy/artifacts.txt's key)
 
 
 @dataclass
@@ -117,9 +121,10 @@ def describe_stack(endpoint: Endpoint, name: str, with_functions: bool = True) -
 def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, FunctionInfo]:
     lam = endpoint.client("lambda")
     sqs = endpoint.client("sqs")
-    names = [v for k, v in outputs.items() if k.endswith("FunctionName")]
+    # Each function's output is named after its resource: ProducerFunctionName -> ProducerFunction.
+    names = {v: k.removesuffix("Name") for k, v in outputs.items() if k.endswith("FunctionName")}
     functions = {}
-    for name in names:
+    for name, logical_id in names.items():
         config = lam.get_function_configuration(FunctionName=name)
         sources, streams = [], []
         for mapping in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
@@ -155,6 +160,7 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
             event_sources=sources,
             async_config=_async_config(lam, name),
             stream_sources=streams,
+            logical_id=logical_id,
         )
     return functions
 
