@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench chaos clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c deploy/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -48,14 +48,16 @@ clean:
 # `sam build` runs `make build-<LogicalId>` with ARTIFACTS_DIR set. An artifact holds the handler's
 # own packages (no tests/, trawl/, bench/, .venv or __pycache__) plus its runtime deps, installed as
 # arm64 CPython 3.11 wheels so compiled ones (pydantic-core) match Lambda on any build machine.
-# boto3/botocore are left out: the python3.11 runtime provides them.
+# The AWS SDK is shipped too, at deploy/constraints.txt's versions (the runtime's own copy is of
+# whatever version AWS bundled, which the code's parameters may postdate).
 SAM ?= sam
 LAMBDA_PYTHON := 3.11
 # Which wheels, from where: Lambda's from the package index. tests/unit/test_packaging.py builds
 # an artifact for this machine from an offline wheelhouse instead, so that it can import it.
 LAMBDA_WHEELS ?= --platform manylinux2014_aarch64 --implementation cp --python-version $(LAMBDA_PYTHON) \
 	--only-binary=:all:
-LAMBDA_PIP = $(PYTHON) -m pip install --quiet --upgrade --no-compile --target "$(ARTIFACTS_DIR)" $(LAMBDA_WHEELS)
+LAMBDA_PIP = $(PYTHON) -m pip install --quiet --upgrade --no-compile --target "$(ARTIFACTS_DIR)" \
+	-c deploy/constraints.txt $(LAMBDA_WHEELS)
 
 # $(1): first-party packages to ship; $(2): the requirements file of their runtime deps.
 define lambda-artifact

@@ -76,9 +76,10 @@ def test_an_environment_sees_its_artifact_and_the_runtime_only(
     path = container.invoke({})["path"]
     assert path[:2] == [str(artifact.task), str(artifact.runtime)]
     assert not any("site-packages" in entry for entry in path), path
-    # boto3 comes with Lambda's runtime; trawl and the dev tools are nowhere in an environment.
-    container.invoke({"import": "boto3"})
-    for missing in ("trawl", "pytest", "httpx"):
+    # The probe's artifact ships no SDK, and none comes from anywhere else: the artifacts carry
+    # their own. trawl and the dev tools are nowhere in an environment either.
+    container.invoke({"import": "json"})
+    for missing in ("boto3", "trawl", "pytest", "httpx"):
         with pytest.raises(HandlerError, match=f"ModuleNotFoundError: No module named '{missing}'"):
             container.invoke({"import": missing})
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ast
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from importlib.metadata import packages_distributions
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,9 @@ from packaging.utils import canonicalize_name
 from trawl.local.artifacts import artifact_specs, requirement_lines
 
 ROOT = Path(__file__).resolve().parents[2]
-# The python3.11 Lambda runtime ships these, so artifacts leave them out.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
+CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
+# The AWS SDK: pinned exactly in deploy/constraints.txt and in every requirements file.
+SDK = ("boto3", "botocore")
 
 
 SPECS = artifact_specs()  # logical id -> what its artifact ships (deploy/artifacts.txt)
@@ -117,7 +118,7 @@ def allowed_imports(package: str) -> tuple[set[str], set[str], list[str]]:
             for spec in shipped_in.values()
         )
     )
-    return first_party, third_party | set(RUNTIME_PROVIDED), list(shipped_in)
+    return first_party, third_party, list(shipped_in)
 
 
 def stray_imports(package: str, modules: Mapping[str, str]) -> list[str]:
@@ -200,8 +201,10 @@ def test_requirements_have_the_lower_bounds_of_pyproject(file: str) -> None:
     requirements = read_requirements(KINDS[file].requirements)
 
     assert requirements, f"{file} lists nothing"
+    assert set(SDK) <= set(requirements), f"{file} must ship the SDK ({', '.join(SDK)})"
     for name, requirement in requirements.items():
-        assert name not in RUNTIME_PROVIDED, f"{name} comes with the Lambda runtime; do not ship it"
+        if name in SDK:
+            continue  # pinned exactly: test_the_sdk_pins_agree
         assert name in declared, f"{name} is not a runtime dependency in pyproject.toml"
         assert any(spec.operator == ">=" for spec in requirement.specifier), f"{requirement} has no >= bound"
         assert requirement.specifier == declared[name].specifier, (
@@ -209,7 +212,53 @@ def test_requirements_have_the_lower_bounds_of_pyproject(file: str) -> None:
         )
 
 
-def test_every_runtime_dependency_is_shipped_or_provided() -> None:
+def test_every_runtime_dependency_is_shipped() -> None:
     shipped = set().union(*(read_requirements(spec.requirements).keys() for spec in KINDS.values()))
 
-    assert set(pyproject_dependencies()) - RUNTIME_PROVIDED == shipped
+    assert set(pyproject_dependencies()) == shipped
+
+
+def sdk_drift(
+    constraints: Path, requirement_files: Iterable[Path], installed: Mapping[str, str]
+) -> list[str]:
+    """Where the SDK's versions disagree: each requirements file's pins and the virtualenv's
+    installed versions, against the constraints file's exact pins."""
+    pins = read_requirements(constraints)
+    problems = []
+    for name in SDK:
+        pin = pins.get(name)
+        if pin is None or [spec.operator for spec in pin.specifier] != ["=="]:
+            problems.append(f"{constraints.name} must pin {name} exactly (name==version), not {pin}")
+            continue
+        for file in requirement_files:
+            theirs = read_requirements(file).get(name)
+            if theirs is None or theirs.specifier != pin.specifier:
+                problems.append(f"{file.name} has {theirs or 'no ' + name}; {constraints.name} has {pin}")
+        if installed[name] not in pin.specifier:
+            problems.append(f"this virtualenv has {name} {installed[name]}; {constraints.name} has {pin}")
+    return problems
+
+
+def _installed_sdk() -> dict[str, str]:
+    return {name: version(name) for name in SDK}
+
+
+def test_the_sdk_pins_agree() -> None:
+    files = [spec.requirements for spec in KINDS.values()]
+
+    assert sdk_drift(CONSTRAINTS, files, _installed_sdk()) == []
+
+
+def test_an_sdk_pin_that_drifts_is_reported(tmp_path: Path) -> None:
+    """The mutation: the constraints file moves botocore on; every artifact's pin and the
+    virtualenv now disagree with it."""
+    bumped = tmp_path / "constraints.txt"
+    text = CONSTRAINTS.read_text(encoding="utf-8")
+    pinned = read_requirements(CONSTRAINTS)["botocore"]
+    bumped.write_text(text.replace(str(pinned), "botocore==9.9.9"), encoding="utf-8")
+    files = [spec.requirements for spec in KINDS.values()]
+
+    problems = sdk_drift(bumped, files, _installed_sdk())
+
+    assert len(problems) == len(files) + 1, problems
+    assert all("botocore==9.9.9" in problem for problem in problems), problems

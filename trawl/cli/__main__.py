@@ -1,0 +1,5 @@
+"""`python -m trawl.cli`: the `trawl` command."""
+
+from trawl.cli import main
+
+main()
