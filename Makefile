@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.status
+	$(BIN)/python -m bench.ratelimit
 
 # 2,000 items, ~20% retryable faults, latency spikes, a worker crash, then a re-drive; asserts
 # nothing is lost or duplicated (a few-dozen-item version runs in `make test`).

@@ -41,7 +41,11 @@ _deserialise = TypeDeserializer().deserialize
 # which the worker retries once in-process), plus 3% latency spikes.
 DEFAULT_FAULTS = "429=0.06,500=0.04,503=0.03,520=0.03,timeout=0.02,reset=0.02,slow=0.03"
 MAX_VIDEOS_PER_ACCOUNT = 100  # WorkerSettings.max_videos_per_account's default
-DOOMED_DRAWS = 4  # a receive makes at most 2 calls for an item, so 4 faulted draws fail 2 receives
+# A receive makes at most 2 calls for an item that fails with a 5xx, a timeout or a reset, so 4
+# such draws fail 2 receives. A 429 or 503 is waited out within the receive (more calls), so a
+# doomed item's first draws are none of those.
+DOOMED_DRAWS = 4
+WAITED_OUT = ("429", "503", "slow")
 UPSTREAM_CALL = {"tiktok": ("GET", "/public/check"), "product": ("POST", "/v1/extract")}
 
 
@@ -129,7 +133,7 @@ class ChaosReport:
 def _doomed(faults: Faults, kind: str, target: str) -> bool:
     method, path = UPSTREAM_CALL[kind]
     draws = [faults.decide(method, path, target, n) for n in range(DOOMED_DRAWS)]
-    return all(d is not None and d != "slow" for d in draws)
+    return all(d is not None and d not in WAITED_OUT for d in draws)
 
 
 def _find_doomed(faults: Faults, kind: str, make: Any, count: int) -> list[str]:

@@ -148,6 +148,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
+def most_in_window(times: Iterable[float], window_s: float = 60.0) -> int:
+    """The most of `times` (seconds) in any half-open window of `window_s`."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= window_s:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
 

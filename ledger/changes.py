@@ -62,7 +62,8 @@ def read(records: Iterable[DynamoDBStreamRecordModel]) -> Batch:
                 delta[f"n_{was}"] -= 1
             if now in OUTCOMES:
                 delta[f"n_{now}"] += 1
-        delta["records"] += _number(new, "records") - _number(old, "records")
+        for number in ("records", "calls", "throttled_calls"):
+            delta[number] += _number(new, number) - _number(old, number)
         if new.get("last_delivery") != old.get("last_delivery"):
             delta["deliveries"] += 1
             reason = (new.get("info") or {}).get("reason")

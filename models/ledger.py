@@ -40,6 +40,7 @@ REASONS = (
     "unparseable",
     "deadline",
     "storage",
+    "rate_budget",
     "unexpected",
     "unseen",
     "malformed_message",
@@ -118,6 +119,8 @@ class Counts:
     statuses: Counter[str] = field(default_factory=Counter)  # permanent items by status
     records: int = 0  # records written (video rows for tiktok/videos)
     deliveries: int = 0  # receives a worker recorded
+    calls: int = 0  # upstream calls the workers made
+    throttled_calls: int = 0  # of them, answered 429/503 (free, and waited out where time allowed)
 
     @classmethod
     def of(cls, rows: Iterable[Mapping[str, Any]]) -> Counts:
@@ -134,10 +137,8 @@ class Counts:
                     found.reasons[name[2:]] += number
                 elif name.startswith("s_"):
                     found.statuses[name[2:]] += number
-                elif name == "records":
-                    found.records += number
-                elif name == "deliveries":
-                    found.deliveries += number
+                elif name in ("records", "deliveries", "calls", "throttled_calls"):
+                    setattr(found, name, getattr(found, name) + number)
         return found
 
     @property

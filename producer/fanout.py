@@ -15,9 +15,16 @@ from models import WorkItem
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 BATCH = 10
 ATTEMPTS = 4
+
+
+def _entry(entry_id: str, item: WorkItem) -> SendMessageBatchRequestEntryTypeDef:
+    """One message. Its group is its job: on a standard queue SQS fair queues then keep one
+    job's backlog from holding up another job's messages (docs/contract.md, "Fairness")."""
+    return {"Id": entry_id, "MessageBody": item.model_dump_json(), "MessageGroupId": item.job_id}
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Fanout:
             try:
                 response: Any = self._sqs.send_message_batch(
                     QueueUrl=self._queue_url,
-                    Entries=[{"Id": i, "MessageBody": item.model_dump_json()} for i, item in entries.items()],
+                    Entries=[_entry(i, item) for i, item in entries.items()],
                 )
             except Exception as exc:
                 reasons = dict.fromkeys(entries, f"SendMessageBatch failed: {type(exc).__name__}: {exc}")

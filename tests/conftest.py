@@ -24,6 +24,14 @@ def local() -> Iterator[LocalSession]:
         yield session
 
 
+@pytest.fixture
+def own_trawl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TRAWL_HOME of the test's own, so no `trawl up` of another test is found."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRAWL_HOME", str(home))
+    return home
+
+
 def load_event(name: str, **values: Any) -> dict[str, Any]:
     """A real-shaped event from tests/events/, with {placeholders} filled in."""
     text = (EVENTS / name).read_text(encoding="utf-8")

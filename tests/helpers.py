@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
+from bench.common import LocalContext
 from bench.common import count_requests as count_requests
 from bench.common import seed_job as bench_seed_job
 from models import JobManifest, Source, WorkItem
+from models.normalise import product_platform
 from tests.conftest import load_event
+from trawl.local.events import sqs_event
 from trawl.local.session import LocalSession
+from trawl.stack.describe import FunctionInfo
 from trawl.stack.jobs import load_manifest
 from trawl.stack.submit import submit, wait_for_jobs
+from workers import handler as worker_handler
 
 
 def run_csv(
@@ -72,6 +79,53 @@ def account_item(job_id: str, username: str, row: int, context: dict[str, str] |
         target=username,
         source=Source(bucket="b", key="input/tiktok/account/t.csv", row=row),
         context=context or {},
+    )
+
+
+def receive_batch(local: LocalSession, items: list[WorkItem]) -> dict[str, Any]:
+    """Send one message per item to its platform's queue and receive them as Lambda would
+    deliver them, as one batch (of any size: SQS hands out 10 a receive)."""
+    sqs = local.stack.endpoint.client("sqs")
+    platform = items[0].platform
+    url = local.stack.queue_url(platform)
+    sent = {sqs.send_message(QueueUrl=url, MessageBody=i.model_dump_json())["MessageId"] for i in items}
+    messages: list[dict[str, Any]] = []
+    while len(messages) < len(items):
+        found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        for m in found.get("Messages", []):
+            if m["MessageId"] in sent:
+                messages.append(m)
+            else:  # handed back by an earlier test: not part of this batch
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    worker = next(f for f in local.stack.workers() if f.env.get("PLATFORM") == platform)
+    return sqs_event(messages, worker.event_sources[0].queue_arn, "us-east-1")
+
+
+def invoke_worker(
+    local: LocalSession, platform: str, event: dict[str, Any], timeout_s: int | None = None, **env: str
+) -> tuple[dict[str, Any], FunctionInfo]:
+    """The platform's worker handler, called in this process with the function's environment
+    (plus `env`) and a context whose deadline is `timeout_s` away (the function's Timeout)."""
+    function = next(f for f in local.stack.workers() if f.env.get("PLATFORM") == platform)
+    base = local.stack.function_env(function) | {"RETRY_BASE_S": "1", "RETRY_MAX_S": "1"}
+    deps = worker_handler.build_deps(base | env)
+    limited = function if timeout_s is None else dataclasses.replace(function, timeout_s=timeout_s)
+    return worker_handler.handle(event, LocalContext(limited), deps), function
+
+
+def product_item(job_id: str, url: str, row: int) -> WorkItem:
+    """A product WorkItem as the producer would send it for row `row` of a file."""
+    platform = product_platform(urlsplit(url).hostname or "")
+    assert platform is not None, url
+    return WorkItem(
+        job_id=job_id,
+        job_date="2026-11-30",
+        platform=platform,
+        kind="product",
+        item_key=hashlib.sha256(url.encode()).hexdigest()[:16],
+        target=url,
+        source=Source(bucket="b", key=f"input/{platform}/product/t.csv", row=row),
+        context={},
     )
 
 

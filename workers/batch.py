@@ -28,6 +28,7 @@ from models.ledger import SETTLED, Delivery
 from workers.fetchers import Fetched, Fetcher, Found
 from workers.ledger import Ledger, Outcome, Row
 from workers.output import RecordWriter
+from workers.ratelimit import RateLimiter
 from workers.settings import WorkerSettings
 from workers.upstream import Permanent, Retryable
 from workers.upstream.http import Budget
@@ -47,12 +48,14 @@ class BatchDeps:
     writer: RecordWriter
     sqs: Any
     ledger: Ledger | None = None  # None only where no stack is behind the worker (benchmarks)
+    limiter: RateLimiter | None = None  # the API key's shared rate budget, when it has a limit
 
 
 @dataclass
 class _Invocation:
     deps: BatchDeps
     budget: Budget
+    fetching: asyncio.Semaphore  # bounds the items of the batch fetched at once
     warned: set[str] = field(default_factory=set)  # setup problems already logged this invocation
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
     known: dict[tuple[str, str], Row] = field(default_factory=dict)  # the ledger's rows, read first
@@ -73,7 +76,8 @@ async def process_batch(
 ) -> dict[str, Any]:
     records = SqsModel.model_validate(event).Records
     s = deps.settings
-    run = _Invocation(deps, Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s))
+    budget = Budget(remaining_ms, s.deadline_margin_ms, s.read_timeout_s, deps.limiter)
+    run = _Invocation(deps, budget, asyncio.Semaphore(s.fetch_concurrency))
     items = {r.messageId: _item(r) for r in records}
     run.known = await _rows(run, [i for i in items.values() if i is not None])
     results = await asyncio.gather(*(_process(run, record, items[record.messageId]) for record in records))
@@ -163,14 +167,18 @@ async def _process(run: _Invocation, record: SqsRecordModel, item: WorkItem | No
 
 async def _fetch_and_store(run: _Invocation, delivery: _Delivery, fetcher: Fetcher) -> bool:
     item = delivery.item
+    calls = run.budget.for_item()
     try:
-        fetched = await fetcher.fetch(item, run.budget)
+        async with run.fetching:
+            fetched = await fetcher.fetch(item, calls)
     except Permanent as exc:
-        outcome = Outcome(exc.status, reason=exc.status, detail=str(exc), records=1, page=_page(item))
+        outcome = Outcome(
+            exc.status, reason=exc.status, detail=str(exc), records=1, page=_page(item), **_calls(calls)
+        )
         storing = _write(run, item, [], status=exc.status, detail=str(exc))
         return await _store(run, delivery, storing, outcome, "permanent")
     except Retryable as exc:
-        await _retry_later(run, delivery, exc)
+        await _retry_later(run, delivery, exc, calls=calls)
         return False
     if fetched.unparsed:
         run.counts["fields_unparsed"] += 1
@@ -186,8 +194,14 @@ async def _fetch_and_store(run: _Invocation, delivery: _Delivery, fetcher: Fetch
         reason=reason,
         records=len(fetched.records),
         page=_page(item),
+        **_calls(calls),
     )
     return await _store(run, delivery, _write_found(run, item, fetched), outcome, _counted(status))
+
+
+def _calls(calls: Budget | None) -> dict[str, Any]:
+    """The upstream calls a delivery made, and how many were answered 429/503."""
+    return {"calls": calls.calls, "throttled": calls.throttled} if calls is not None else {}
 
 
 def _done_before(item: WorkItem, row: Row) -> bool:
@@ -247,7 +261,10 @@ async def _write_found(run: _Invocation, item: WorkItem, fetched: Fetched) -> No
     if fetched.follow_up is not None:
         body = fetched.follow_up.model_dump_json()
         await asyncio.to_thread(
-            run.deps.sqs.send_message, QueueUrl=run.deps.settings.queue_url, MessageBody=body
+            run.deps.sqs.send_message,
+            QueueUrl=run.deps.settings.queue_url,
+            MessageBody=body,
+            MessageGroupId=item.job_id,  # the job's fair share, as the producer's messages
         )
 
 
@@ -288,7 +305,9 @@ _SETUP_PROBLEMS = {
 }
 
 
-async def _retry_later(run: _Invocation, delivery: _Delivery, exc: Retryable, logged: bool = False) -> None:
+async def _retry_later(
+    run: _Invocation, delivery: _Delivery, exc: Retryable, logged: bool = False, calls: Budget | None = None
+) -> None:
     run.counts["retried"] += 1
     log = delivery.log
     problem = _SETUP_PROBLEMS.get(exc.reason)
@@ -306,7 +325,9 @@ async def _retry_later(run: _Invocation, delivery: _Delivery, exc: Retryable, lo
     if last:
         run.counts["dead_lettered"] += 1
         logger.error("item goes to the dead-letter queue", extra={"receives": receives, **log})
-    outcome = Outcome("dead_lettered" if last else "pending", reason=exc.reason, detail=str(exc))
+    outcome = Outcome(
+        "dead_lettered" if last else "pending", reason=exc.reason, detail=str(exc), **_calls(calls)
+    )
     try:
         await _record(run, delivery, outcome)
     except (BotoCoreError, ClientError) as error:

@@ -22,6 +22,7 @@ from workers.batch import BatchDeps, process_batch
 from workers.fetchers import Fetcher, ProductFetcher, TikTokAccountFetcher, TikTokVideosFetcher
 from workers.ledger import Ledger
 from workers.output import RecordWriter
+from workers.ratelimit import RateLimiter
 from workers.secrets import ApiKey
 from workers.settings import WorkerSettings
 from workers.upstream.http import make_client
@@ -67,17 +68,26 @@ def build_deps(env: Mapping[str, str]) -> WorkerDeps:
         raise ValueError(
             f"no worker for platform '{settings.platform}'; known: {', '.join(FETCHERS_BY_PLATFORM)}"
         )
-    http = make_client(settings.connect_timeout_s, settings.read_timeout_s)
+    http = make_client(settings.connect_timeout_s, settings.read_timeout_s, settings.fetch_concurrency)
     fetchers = make_fetchers(settings, http, client("ssm"), client("secretsmanager"))
-    ledger = None
+    ledger = limiter = None
     if settings.ledger_table:
         ledger = Ledger(client("dynamodb"), settings.ledger_table, settings.ledger_ttl_days)
+        if settings.rate_limit_rpm and settings.rate_limit_key:
+            limiter = RateLimiter(
+                client("dynamodb"),
+                settings.ledger_table,
+                settings.rate_limit_key,
+                settings.rate_limit_rpm,
+                settings.platform,
+            )
     batch = BatchDeps(
         settings=settings,
         fetchers=fetchers,
         writer=RecordWriter(client("s3"), settings.data_bucket, settings.output_format),
         sqs=client("sqs"),
         ledger=ledger,
+        limiter=limiter,
     )
     return WorkerDeps(batch=batch, loop=asyncio.new_event_loop())
 

@@ -6,7 +6,8 @@ changes no count.
 
 An item row holds: outcome, last_delivery (the delivery last written, so one is never written
 twice, and the row's version for the conditional write), receives and records, info (when, and
-why the last delivery failed), expires_at (its TTL), page_from (tiktok/videos: the page its last
+why the last delivery failed), calls and throttled_calls (upstream calls made for it, and how
+many were answered 429/503), expires_at (its TTL), page_from (tiktok/videos: the page its last
 counted message started at), and while dead-lettered or stale the sparse index's keys. Its job
 and item key are in its partition key.
 
@@ -40,6 +41,8 @@ class Outcome:
     detail: str | None = None
     records: int = 0  # records this delivery wrote
     page: int | None = None  # tiktok/videos: the page a delivery that wrote records started at
+    calls: int = 0  # upstream calls this delivery made
+    throttled: int = 0  # of them, answered 429/503
 
 
 def next_row(
@@ -62,6 +65,8 @@ def next_row(
         "last_delivery": delivery.token,
         "receives": int(old.get("receives", 0)) + 1,
         "records": int(old.get("records", 0)) + what.records,
+        "calls": int(old.get("calls", 0)) + what.calls,
+        "throttled_calls": int(old.get("throttled_calls", 0)) + what.throttled,
         "info": info,
         "expires_at": expires_at(now, ttl_days),
     }

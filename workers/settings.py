@@ -36,6 +36,12 @@ class WorkerSettings(BaseModel):
     # The job ledger (DynamoDB) where each item's outcome is recorded, and how long item rows live.
     ledger_table: str | None = None
     ledger_ttl_days: int = Field(default=30, ge=1)
+    # The API key's rate budget (workers/ratelimit.py): which key, and its requests per minute
+    # (0: no budget, only the event source's MaximumConcurrency bounds the calls).
+    rate_limit_key: Literal["tikapi", "zyte"] | None = None
+    rate_limit_rpm: int = Field(default=0, ge=0)
+    # Items of one batch fetched at once (a batch may hold up to 100).
+    fetch_concurrency: int = Field(default=10, ge=1, le=100)
     # Set only by trawl's local Lambda stand-in: a deployed function never talks plain http.
     allow_loopback_http: bool = False
 

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from trawl.cli import app
-from trawl.local.session import LocalSession, local_session
+from trawl.local.runtime import LOCAL_ROWS_PER_INVOCATION
+from trawl.local.session import LocalSession, local_session, up_state
 from trawl.sandbox import Faults
-from trawl.stack.running import UpState
 
 runner = CliRunner()
 TRAWL = str(Path(sys.executable).with_name("trawl"))
@@ -39,13 +39,7 @@ def _trawl_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def up(home: Path) -> Iterator[LocalSession]:
     with local_session() as session:
         session.runtime.watch_uploads(interval_s=0.2)
-        state = UpState(
-            session.aws.endpoint.url or "",
-            session.sandbox.url,
-            session.stack.name,
-            os.getpid(),
-            session.runtime.invoke_server.url,
-        )
+        state = up_state(session)
         (home / "up.json").write_text(json.dumps(state.__dict__), encoding="utf-8")
         yield session
 
@@ -119,7 +113,8 @@ def test_two_jobs_on_one_stack_each_finish_on_their_own_counts(up: LocalSession,
     up.sandbox.set_faults(Faults({}, latency_ms=300))
     small, large = tmp_path / "tiktok_small.csv", tmp_path / "tiktok_large.csv"
     small.write_text("username\n" + "".join(f"small_{n}\n" for n in range(5)), encoding="utf-8")
-    large.write_text("username\n" + "".join(f"large_{n:04d}\n" for n in range(600)), encoding="utf-8")
+    rows = 3 * LOCAL_ROWS_PER_INVOCATION + 300  # the small job arrives while these are enqueued
+    large.write_text("username\n" + "".join(f"large_{n:04d}\n" for n in range(rows)), encoding="utf-8")
     env = os.environ | {"TRAWL_HOME": os.environ["TRAWL_HOME"]}
 
     def start(path: Path) -> subprocess.Popen[str]:
@@ -148,7 +143,7 @@ def test_two_jobs_on_one_stack_each_finish_on_their_own_counts(up: LocalSession,
         up.sandbox.set_faults(Faults({}))
     first, second = json.loads(out), json.loads(big_out)
     assert (first["enqueued"], first["written_ok"], first["state"]) == (5, 5, "done")
-    assert (second["enqueued"], second["written_ok"], second["state"]) == (600, 600, "done")
+    assert (second["enqueued"], second["written_ok"], second["state"]) == (rows, rows, "done")
 
 
 def test_a_settled_job_is_announced_on_eventbridge(up: LocalSession, tmp_path: Path) -> None:

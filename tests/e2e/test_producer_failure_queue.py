@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,7 @@ from typer.testing import CliRunner
 
 from tests.fakes import FaultyAws, ProxiedCall
 from trawl.cli import app
-from trawl.local.session import LocalSession, local_session
-from trawl.stack.running import UpState
+from trawl.local.session import LocalSession, local_session, up_state
 
 runner = CliRunner()
 
@@ -61,13 +59,7 @@ def up(home: Path, sqs: FaultyAws) -> Iterator[LocalSession]:
     with local_session(worker_env={"AWS_ENDPOINT_URL_SQS": sqs.url}) as session:
         sqs.upstream = session.aws.endpoint.url or ""
         session.runtime.watch_uploads(interval_s=0.2)
-        state = UpState(
-            session.aws.endpoint.url or "",
-            session.sandbox.url,
-            session.stack.name,
-            os.getpid(),
-            session.runtime.invoke_server.url,
-        )
+        state = up_state(session)
         (home / "up.json").write_text(json.dumps(state.__dict__), encoding="utf-8")
         yield session
 

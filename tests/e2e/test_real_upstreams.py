@@ -20,9 +20,7 @@ runner = CliRunner()
 KEY = "RealLookingTikApiKey0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRAWL_HOME", str(tmp_path / "home"))  # no `trawl up` of another test
+pytestmark = pytest.mark.usefixtures("own_trawl_home")
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from bench.common import LocalContext
-from tests.helpers import account_item, records
+from tests.helpers import account_item, invoke_worker, receive_batch, records
 from trawl.local.create import SANDBOX_KEYS
-from trawl.local.events import sqs_event
 from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
@@ -30,29 +29,11 @@ def local() -> Iterator[LocalSession]:
 
 def _batch(local: LocalSession, job_id: str, names: list[str]) -> dict[str, Any]:
     """Send one message per name and receive them as Lambda would deliver them."""
-    sqs = local.stack.endpoint.client("sqs")
-    url = local.stack.queue_url("tiktok")
-    sent = set()
-    for row, name in enumerate(names, start=2):
-        item = account_item(job_id, name, row)
-        sent.add(sqs.send_message(QueueUrl=url, MessageBody=item.model_dump_json())["MessageId"])
-    messages: list[dict[str, Any]] = []
-    while len(messages) < len(names):
-        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])[
-            "Messages"
-        ]:
-            if m["MessageId"] in sent:
-                messages.append(m)
-            else:  # handed back by an earlier test: not part of this batch
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return sqs_event(messages, local.stack.workers()[0].event_sources[0].queue_arn, "us-east-1")
+    return receive_batch(local, [account_item(job_id, name, row) for row, name in enumerate(names, start=2)])
 
 
 def _invoke(local: LocalSession, event: dict[str, Any], **env: str) -> tuple[dict[str, Any], Any]:
-    function = local.stack.functions[local.stack.outputs["TikTokWorkerFunctionName"]]
-    base = local.stack.function_env(function) | {"RETRY_BASE_S": "1", "RETRY_MAX_S": "1"}
-    deps = worker_handler.build_deps(base | env)
-    return worker_handler.handle(event, LocalContext(function), deps), function
+    return invoke_worker(local, "tiktok", event, None, **env)
 
 
 def test_half_failed_batch_reports_only_the_failed_ids(local: LocalSession) -> None:

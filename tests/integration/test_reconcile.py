@@ -19,9 +19,8 @@ from typer.testing import CliRunner
 
 from tests.helpers import count_requests, seed_job
 from trawl.cli import app
-from trawl.local.session import LocalSession, local_session
+from trawl.local.session import LocalSession, local_session, up_state
 from trawl.stack.jobs import JobSummary, job_summary
-from trawl.stack.running import UpState
 from trawl.stack.submit import job_id_of
 
 runner = CliRunner()
@@ -31,13 +30,7 @@ runner = CliRunner()
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSession]:
     home = tmp_path_factory.mktemp("trawl-home")
     with local_session(workers=False) as session:
-        state = UpState(
-            session.aws.endpoint.url or "",
-            session.sandbox.url,
-            session.stack.name,
-            os.getpid(),
-            session.runtime.invoke_server.url,
-        )
+        state = up_state(session)
         (home / "up.json").write_text(json.dumps(state.__dict__), encoding="utf-8")
         os.environ["TRAWL_HOME"] = str(home)
         yield session

@@ -15,6 +15,7 @@ from trawl.analysis.cost import (
     deliveries_per_message,
     step_functions_estimate,
     trawl_estimate,
+    worker_gb_seconds_per_item,
 )
 from trawl.cli import app
 
@@ -161,3 +162,35 @@ def test_cli_prints_the_price_inputs_and_a_json_summary() -> None:
     assert got["estimates"][0]["per_million_items_usd"] == pytest.approx(7.85, abs=0.01)
     assert {e["name"] for e in got["estimates"]} >= {"trawl: SQS fan-out + Lambda + ledger"}
     assert got["prices"]["dynamodb_per_million_write_units"] == 0.625
+
+
+def test_the_rate_budget_is_a_read_and_a_write_per_take() -> None:
+    # 10,000 items, no retries: 10,000 calls; 2 calls a take -> 5,000 takes
+    estimate = trawl_estimate(Workload(items=10_000, retry_rate=0.0, calls_per_take=2), PRICES)
+
+    takes = _line(estimate, "rate budget: GetItem")
+    assert takes == 5_000
+    assert _line(estimate, "rate budget: conditional PutItem") == 5_000
+    budget = [line for line in estimate.lines if line.what.startswith("rate budget")]
+    assert sum(line.cost for line in budget) == pytest.approx(5_000 * (0.125 + 0.625) / 1e6)
+    assert not [
+        line for line in trawl_estimate(Workload(items=10_000), PRICES).lines if "rate budget" in line.what
+    ]
+
+
+def test_a_batch_of_100_fetched_at_once_needs_a_tenth_of_the_gb_seconds_per_item() -> None:
+    ten = worker_gb_seconds_per_item(Workload(items=1, batch_size=10, fetch_concurrency=10))
+    hundred = worker_gb_seconds_per_item(Workload(items=1, batch_size=100, fetch_concurrency=100))
+    hundred_ten_at_a_time = worker_gb_seconds_per_item(Workload(items=1, batch_size=100))
+
+    assert ten == pytest.approx((2.0 + 0.1) * 0.5 / 10)
+    assert hundred == pytest.approx(ten / 10)
+    assert hundred_ten_at_a_time == pytest.approx((10 * 2.0 + 0.1) * 0.5 / 100)
+
+
+def test_trawl_cost_prints_gb_seconds_at_batch_10_and_100() -> None:
+    result = CliRunner().invoke(app, ["cost", "--items", "1000", "--json"])
+
+    assert result.exit_code == 0, result.output
+    per_item = json.loads(result.output)["worker_gb_seconds_per_item"]
+    assert per_item["batch_100"] == pytest.approx(per_item["batch_10"] / 10)

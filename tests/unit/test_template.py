@@ -143,6 +143,34 @@ def as_int(value: Any) -> int | None:
     return None
 
 
+def visibility_by_window(
+    visibility: Any, window: Any, template: Template
+) -> list[tuple[int | None, int | None]]:
+    """(batching window, queue visibility) for every value the window can take: one pair when
+    it is a number, one per AllowedValue when it is a parameter (a visibility looked up in
+    Mappings by that parameter is looked up with the same value)."""
+    parameters = template.get("Parameters", {})
+    parameter = ref_target(window)
+    if parameter is None:
+        return [(as_int(window), _visibility(visibility, None, None, template))]
+    allowed = parameters.get(parameter, {}).get("AllowedValues")
+    if not allowed:
+        return [(None, None)]  # a window of any size: no visibility can be derived for it
+    return [(as_int(value), _visibility(visibility, parameter, str(value), template)) for value in allowed]
+
+
+def _visibility(value: Any, parameter: str | None, chosen: str | None, template: Template) -> int | None:
+    found = value.get("Fn::FindInMap") if isinstance(value, dict) else None
+    if not found:
+        return resolve_number(value, template.get("Parameters", {}))
+    mapping, key, column = found
+    if ref_target(key) is not None:
+        if ref_target(key) != parameter:
+            return None
+        key = chosen
+    return as_int(template.get("Mappings", {}).get(mapping, {}).get(str(key), {}).get(column))
+
+
 def resolve_number(value: Any, parameters: dict[str, Any]) -> int | None:
     """An int, or a Ref to a parameter resolved to its Default (what a plain deploy gets)."""
     parameter = ref_target(value)
@@ -399,16 +427,16 @@ def check_redrive(translated: Template) -> list[str]:
         else:
             problems += _dead_letter_problems(worker.queue, queue, policy, queues, parameters)
             dead_letter_queues.add(getatt_target(policy.get("deadLetterTargetArn")))
-        visibility = resolve_number(
-            queue.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT), parameters
-        )
         timeout_value = properties(translated, worker.function).get("Timeout", LAMBDA_DEFAULT_TIMEOUT)
         timeout = resolve_number(timeout_value, parameters)
-        if visibility is None or timeout is None or visibility < 6 * timeout:
-            problems.append(
-                f"{worker.queue}: VisibilityTimeout {visibility!r} is under "
-                f"6 x {worker.function}'s Timeout {timeout!r}"
-            )
+        window_value = properties(translated, worker.mapping).get("MaximumBatchingWindowInSeconds", 0)
+        visibility_value = queue.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT)
+        for window, visibility in visibility_by_window(visibility_value, window_value, translated):
+            if visibility is None or timeout is None or window is None or visibility < 6 * timeout + window:
+                problems.append(
+                    f"{worker.queue}: VisibilityTimeout {visibility!r} is under 6 x {worker.function}'s "
+                    f"Timeout {timeout!r} + its batching window {window!r}"
+                )
     consumed = {worker.queue for worker in found} | set(failure_destinations(translated).values())
     for queue_id in queues:
         if queue_id not in consumed and queue_id not in dead_letter_queues:
@@ -541,7 +569,7 @@ def check_least_privilege(translated: Template) -> list[str]:
 
 # What each kind of function may do in the ledger table, and which of its rows (LeadingKeys).
 LEDGER_ACCESS = {
-    "worker": ({"dynamodb:batchgetitem", "dynamodb:updateitem"}, ("ITEM#*",)),
+    "worker": ({"dynamodb:batchgetitem", "dynamodb:putitem"}, ("ITEM#*",)),
     "producer": ({"dynamodb:putitem", "dynamodb:updateitem"}, ("JOB#*",)),
     "ledger": (
         {
@@ -560,10 +588,17 @@ LEDGER_ACCESS = {
 }
 
 
+# A worker also reads and writes its API key's one rate-budget row, and no other.
+RATE_BUDGET_KEYS = (("RATE#tikapi",), ("RATE#zyte",))
+RATE_BUDGET_ACCESS = {"dynamodb:getitem", "dynamodb:putitem"}
+
+
 def _dynamodb_problems(grant: Grant, role_kind: str, tables: set[str]) -> list[str]:
     """Only the ledger table (and its indexes and stream), only the actions its code uses, and
     for workers and the producer only their own kind of row."""
     allowed, keys = LEDGER_ACCESS[role_kind]
+    if role_kind == "worker" and grant.leading_keys in RATE_BUDGET_KEYS:
+        allowed, keys = RATE_BUDGET_ACCESS, grant.leading_keys  # the API key's rate budget row
     problems = []
     extra = {a.lower() for a in grant.actions if a.lower().startswith("dynamodb:")} - allowed
     if extra:
@@ -694,7 +729,7 @@ def check_required_access(translated: Template) -> list[str]:
         return on_table(resource) and resource.endswith("/stream/*")
 
     for worker in found:
-        for action in ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"):
+        for action in ("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem"):
             if not _allows(grants.get(worker.function, []), action, on_table):
                 problems.append(f"{worker.function} (role {worker.role}) cannot {action} on the ledger")
     for reader in sorted(ledger_readers(translated)):
@@ -1034,6 +1069,14 @@ def _short_visibility_timeout(template: Template, worker: SamWorker) -> str:
     return worker.queue_id
 
 
+def _visibility_without_the_window(template: Template, worker: SamWorker) -> str:
+    """The longest window's visibility left at 6 x Timeout, as if the window were not there."""
+    for row in template["Mappings"]["QueueVisibility"].values():
+        for column in row:
+            row[column] = template["Mappings"]["QueueVisibility"]["0"][column]
+    return worker.queue_id
+
+
 def _short_dead_letter_retention(template: Template, worker: SamWorker) -> str:
     properties(template, worker.dead_letter_queue)["MessageRetentionPeriod"] = 60
     return worker.queue_id
@@ -1213,6 +1256,7 @@ MUTATIONS: list[tuple[str, Mutation, Check]] = [
     ("no_max_receive_count", _no_max_receive_count, check_redrive),
     ("dead_letter_queue_elsewhere", _dead_letter_queue_elsewhere, check_redrive),
     ("short_visibility_timeout", _short_visibility_timeout, check_redrive),
+    ("visibility_without_the_window", _visibility_without_the_window, check_redrive),
     ("short_dead_letter_retention", _short_dead_letter_retention, check_redrive),
     ("queue_without_worker", _queue_without_worker, check_redrive),
     ("no_scaling_config", _no_scaling_config, check_concurrency),

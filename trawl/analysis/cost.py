@@ -38,6 +38,11 @@ class Workload:
     avg_latency_ms: float = 2_000.0  # one upstream call; a batch's items run concurrently
     invocation_overhead_ms: float = 100.0  # per worker invocation: S3 PUTs, SQS calls, JSON
     batch_size: int = 10  # WorkerBatchSize
+    fetch_concurrency: int = 10  # FETCH_CONCURRENCY: a batch's items fetched at once
+    # The API key's rate budget (RequestsPerMinute > 0): calls that take their tokens in one
+    # request pair, on average. Calls waiting together share a take; at the limit, tokens come
+    # one at a time and so does each take. 0: no rate budget.
+    calls_per_take: float = 0.0
     worker_memory_mb: int = 512
     producer_memory_mb: int = 1024
     producer_items_per_second: float = 2_000.0  # validate, dedupe, SendMessageBatch
@@ -55,6 +60,8 @@ class Workload:
     def __post_init__(self) -> None:
         if self.items < 0 or self.batch_size < 1 or self.sfn_items_per_child < 1 or self.jobs < 1:
             raise ValueError("items >= 0, batch_size >= 1, sfn_items_per_child >= 1 and jobs >= 1")
+        if self.fetch_concurrency < 1 or self.calls_per_take < 0:
+            raise ValueError("fetch_concurrency >= 1 and calls_per_take >= 0")
         if not 0.0 <= self.retry_rate < 1.0:
             raise ValueError(f"retry_rate must be in [0, 1), got {self.retry_rate}")
         if self.avg_latency_ms < 0 or self.invocation_overhead_ms < 0 or self.producer_items_per_second <= 0:
@@ -174,8 +181,26 @@ def ledger_lines(w: Workload, deliveries: float, p: Prices) -> list[Line]:
     ]
 
 
+def rate_budget_lines(calls: float, w: Workload, p: Prices) -> list[Line]:
+    """The rate budget's row: a strongly consistent GetItem (one read unit) and a conditional
+    PutItem (one write unit: the row is under 1 KB) per take of tokens."""
+    if not w.calls_per_take:
+        return []
+    takes = calls / w.calls_per_take
+    return [
+        dynamodb_read(takes, f"rate budget: GetItem per take ({w.calls_per_take:g} calls a take)", p),
+        dynamodb_write(takes, "rate budget: conditional PutItem per take", p),
+    ]
+
+
 def _worker_seconds(w: Workload) -> float:
-    return (w.avg_latency_ms + w.invocation_overhead_ms) / 1000
+    """A batch's items are fetched `fetch_concurrency` at a time."""
+    rounds = math.ceil(w.batch_size / w.fetch_concurrency)
+    return (rounds * w.avg_latency_ms + w.invocation_overhead_ms) / 1000
+
+
+def worker_gb_seconds_per_item(w: Workload) -> float:
+    return _worker_seconds(w) * w.worker_memory_mb / 1024 / w.batch_size
 
 
 def _output_lines(w: Workload, p: Prices) -> list[Line]:
@@ -213,6 +238,7 @@ def trawl_estimate(w: Workload, p: Prices | None = None) -> Estimate:
         s3_put(producer_invocations, "producer checkpoint per invocation", p),
         *_output_lines(w, p),
         *ledger_lines(w, deliveries, p),
+        *rate_budget_lines(deliveries, w, p),
     ]
     return Estimate("trawl: SQS fan-out + Lambda + ledger", w.items, tuple(lines))
 

@@ -52,18 +52,45 @@ def cost(
     retry_rate: Annotated[
         float, typer.Option("--retry-rate", min=0, max=0.99, help="Share of deliveries that fail and retry.")
     ] = 0.05,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100, help="WorkerBatchSize.")] = 10,
+    fetch_concurrency: Annotated[
+        int, typer.Option("--fetch-concurrency", min=1, max=100, help="A batch's items fetched at once.")
+    ] = 10,
+    calls_per_take: Annotated[
+        float,
+        typer.Option(
+            "--calls-per-take",
+            min=0,
+            help="With a rate budget (RequestsPerMinute > 0): calls per take of tokens (1 at the limit).",
+        ),
+    ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """What a job costs on AWS: trawl's SQS fan-out next to Step Functions Distributed Map."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
-    from trawl.analysis.cost import Prices, Workload, compare
+    from trawl.analysis.cost import Prices, Workload, compare, worker_gb_seconds_per_item
 
     prices = Prices()
-    workload = Workload(items=items, avg_latency_ms=avg_latency_ms, retry_rate=retry_rate)
+    workload = Workload(
+        items=items,
+        avg_latency_ms=avg_latency_ms,
+        retry_rate=retry_rate,
+        batch_size=batch_size,
+        fetch_concurrency=fetch_concurrency,
+        calls_per_take=calls_per_take,
+    )
     estimates = compare(workload, prices)
+    by_batch = {
+        size: worker_gb_seconds_per_item(replace(workload, batch_size=size, fetch_concurrency=size))
+        for size in (10, 100)
+    }
     if as_json:
-        payload = {"prices": asdict(prices), "workload": asdict(workload)}
+        payload = {
+            "prices": asdict(prices),
+            "workload": asdict(workload),
+            "worker_gb_seconds_per_item": {f"batch_{size}": gbs for size, gbs in by_batch.items()},
+        }
         typer.echo(json.dumps(payload | {"estimates": [e.to_dict() for e in estimates]}, indent=2))
         return
     out.print(
@@ -76,6 +103,10 @@ def cost(
     out.print(
         f"[bold]workload[/] {items:,} items · upstream {avg_latency_ms:g} ms · retry rate {retry_rate:g}"
         f" · batch {workload.batch_size} · workers {workload.worker_memory_mb} MB arm64"
+    )
+    out.print(
+        "worker GB-seconds per item, every item of a batch fetched at once: "
+        + " · ".join(f"batch {size} {gbs:.4f}" for size, gbs in by_batch.items())
     )
     for estimate in estimates:
         out.print(f"\n[bold]{estimate.name}[/]")

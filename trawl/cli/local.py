@@ -14,6 +14,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from models import PAIRS, pair_problem
@@ -35,8 +36,16 @@ from trawl.cli.render import (
     print_summaries,
     show_finished,
 )
+from trawl.local.parameters import (
+    UPSTREAM_URL_PARAMETERS,
+    ParameterError,
+    TemplateError,
+    check_parameters,
+    parse_parameters,
+)
 from trawl.local.runtime import set_handler_log_level
-from trawl.local.session import LocalSession, Upstream, Upstreams, local_session
+from trawl.local.session import LocalSession, Upstream, Upstreams, local_session, up_state
+from trawl.local.template import load_template
 from trawl.resources import sample_path
 from trawl.sandbox import Faults
 from trawl.stack.describe import Stack
@@ -68,10 +77,20 @@ ZyteKeyFileOpt = Annotated[
     Path | None,
     typer.Option("--zyte-key-file", help="A file holding the Zyte API key (instead of ZYTE_API_KEY)."),
 ]
-# (API, its URL flag, the environment variable and the key-file flag holding its key)
+ParameterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--parameter",
+        metavar="NAME=VALUE",
+        help="A template parameter for the stack this command creates, as `sam deploy "
+        "--parameter-overrides` takes it (repeatable), e.g. --parameter OutputFormat=csv. Checked against "
+        "template.yaml's constraints and Rules, as CloudFormation checks them, before anything starts.",
+    ),
+]
+# (API, its URL flag, the environment variable and the key-file flag holding its key, its template parameter)
 _UPSTREAM_FLAGS = {
-    "tikapi": ("TikAPI", "--tikapi-url", "TIKAPI_KEY", "--tikapi-key-file"),
-    "zyte": ("Zyte API", "--zyte-url", "ZYTE_API_KEY", "--zyte-key-file"),
+    "tikapi": ("TikAPI", "--tikapi-url", "TIKAPI_KEY", "--tikapi-key-file", "TikApiBaseUrl"),
+    "zyte": ("Zyte API", "--zyte-url", "ZYTE_API_KEY", "--zyte-key-file", "ZyteApiUrl"),
 }
 
 DEMO_FILES = {
@@ -111,7 +130,7 @@ def _upstreams(
     """The real upstreams the flags name, each with its key, checked before anything starts."""
     found: dict[str, Upstream] = {}
     for api, url, key_file in (("tikapi", tikapi_url, tikapi_key_file), ("zyte", zyte_url, zyte_key_file)):
-        name, url_flag, variable, file_flag = _UPSTREAM_FLAGS[api]
+        name, url_flag, variable, file_flag, _ = _UPSTREAM_FLAGS[api]
         if url is None:
             if key_file is not None:
                 raise typer.BadParameter(f"{file_flag} needs {url_flag}: the sandbox has keys of its own")
@@ -128,6 +147,40 @@ def _upstreams(
             )
         found[api] = Upstream(checked, key)
     return Upstreams(**found)
+
+
+def _stack_parameters(items: list[str] | None, upstreams: Upstreams) -> dict[str, str]:
+    """The --parameter values, checked against template.yaml (with the upstream flags' URLs, as
+    the stack will get them) before anything starts; a bad one is a usage error (exit 2)."""
+    try:
+        parameters = parse_parameters(items or ())
+    except ParameterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--parameter") from exc
+    urls: dict[str, str] = {}
+    flags: dict[str, str] = {}
+    for api, upstream in (("tikapi", upstreams.tikapi), ("zyte", upstreams.zyte)):
+        name, url_flag, variable, file_flag, parameter = _UPSTREAM_FLAGS[api]
+        if upstream is None:
+            continue
+        if parameter in parameters:
+            raise typer.BadParameter(
+                f"{url_flag} and --parameter {parameter}=... were both given, and both set the {name} "
+                f"URL: pass one of them ({url_flag} also puts the key from {variable} or {file_flag} "
+                "into the stack)",
+                param_hint=f"{url_flag} / --parameter",
+            )
+        urls[parameter] = upstream.url
+        flags[parameter] = url_flag
+    if parameters or urls:
+        try:
+            check_parameters(load_template(), urls | parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
+        except ParameterError as exc:
+            hint = flags.get(exc.parameter or "", "--parameter")
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        except TemplateError as exc:
+            console.print(f"[red]template.yaml cannot be checked[/]: {exc}")
+            raise typer.Exit(1) from exc
+    return parameters
 
 
 def _read_key(path: Path) -> str:
@@ -149,24 +202,13 @@ def _open_session(
     stack_name: str | None,
     endpoint_url: str | None,
     upstreams: Upstreams,
+    parameters: dict[str, str] | None = None,
 ) -> Session:
     attached = attach(stack_name, endpoint_url)
     if attached is not None:
         stack, up = attached
-        if upstreams.tikapi or upstreams.zyte:
-            flags = " and ".join(
-                f for f, u in (("--tikapi-url", upstreams.tikapi), ("--zyte-url", upstreams.zyte)) if u
-            )
-            where = (
-                "the running `trawl up` stack sets its upstreams when it starts: stop it, then "
-                f"`trawl up {flags} ...`, or run without {flags}"
-                if up is not None
-                else "a deployed stack's upstreams are its TikApiBaseUrl / ZyteApiUrl parameters "
-                "(sam deploy --parameter-overrides)"
-            )
-            console.print(f"[red]{flags} cannot be used here[/]: {where}.")
-            raise typer.Exit(2)
-        if up is not None and (faults.rates or faults.latency_ms):
+        _refuse_stack_settings(up, upstreams, parameters or {})
+        if up is not None and (faults.rates or faults.latency_ms or faults.rpm or faults.domain_rpm):
             _set_sandbox_faults(up.sandbox_url, faults)
         if not quiet:
             console.print(f"using the running stack [bold]{stack.name}[/] ({stack.endpoint.url or 'AWS'})")
@@ -174,13 +216,55 @@ def _open_session(
     status = console.status("starting the embedded AWS and the sandbox") if not quiet else None
     if status:
         ctx.enter_context(status)
-    session: LocalSession = ctx.enter_context(local_session(faults=faults, upstreams=upstreams))
+    session = _enter_local_session(ctx, faults, parameters, upstreams)
     if status:
         status.stop()
     if not quiet and (upstreams.tikapi or upstreams.zyte):
         for name, where in upstreams.describe(session.sandbox.url):
             console.print(f"  {name:<9} {where}")
     return session
+
+
+def _enter_local_session(
+    ctx: ExitStack, faults: Faults, parameters: dict[str, str] | None, upstreams: Upstreams
+) -> LocalSession:
+    """A private local stack, ended with `ctx`. Parameters its stack refuses (create_local_stack
+    checks them again, with the sandbox's URLs the early check cannot know) are a usage error."""
+    try:
+        session: LocalSession = ctx.enter_context(
+            local_session(faults=faults, parameters=parameters, upstreams=upstreams)
+        )
+    except ParameterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--parameter") from exc
+    return session
+
+
+def _refuse_stack_settings(up: UpState | None, upstreams: Upstreams, parameters: dict[str, str]) -> None:
+    """Upstreams and template parameters are a stack's own, set when it is created: a command
+    using a running `trawl up` stack or a deployed one cannot change them (exit 2)."""
+    upstream_flags = [f for f, u in (("--tikapi-url", upstreams.tikapi), ("--zyte-url", upstreams.zyte)) if u]
+    if not upstream_flags and not parameters:
+        return
+    flags = " and ".join([*upstream_flags, *(["--parameter"] if parameters else [])])
+    if up is not None:
+        what = " and ".join(
+            w for w, used in (("upstreams", upstream_flags), ("parameters", parameters)) if used
+        )
+        where = (
+            f"the running `trawl up` stack sets its {what} when it starts: stop it, then "
+            f"`trawl up {flags} ...`, or run without {flags}"
+        )
+    else:
+        said = []
+        if upstream_flags:
+            said.append("a deployed stack's upstreams are its TikApiBaseUrl / ZyteApiUrl parameters")
+        if parameters:
+            said.append("a deployed stack's parameters are set when it is deployed")
+        where = f"{'; '.join(said)} (sam deploy --parameter-overrides)"
+    if parameters:
+        where += "; a --parameter applies only to a stack this command creates"
+    console.print(f"[red]{flags} cannot be used here[/]: {where}.")
+    raise typer.Exit(2)
 
 
 def _run_files(
@@ -191,9 +275,12 @@ def _run_files(
     stack_name: str | None = None,
     endpoint_url: str | None = None,
     upstreams: Upstreams | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> list[JobSummary]:
     with ExitStack() as ctx:
-        session = _open_session(ctx, faults, quiet, stack_name, endpoint_url, upstreams or Upstreams())
+        session = _open_session(
+            ctx, faults, quiet, stack_name, endpoint_url, upstreams or Upstreams(), parameters
+        )
         jobs = [submit(session, path, platform, kind) for path, platform, kind in files]
         with Progress(
             TextColumn("{task.description}"),
@@ -258,6 +345,21 @@ def _output_prefixes(stack: Stack, jobs: list[str]) -> list[str]:
     ]
 
 
+def _local_options(
+    faults: str,
+    latency_ms: int,
+    tikapi_url: str | None,
+    tikapi_key_file: Path | None,
+    zyte_url: str | None,
+    zyte_key_file: Path | None,
+    parameter: list[str] | None,
+) -> tuple[Faults, Upstreams, dict[str, str]]:
+    """The sandbox's faults, the upstreams and the template parameters a local command was
+    given, each checked (a bad one exits 2 before anything starts)."""
+    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    return _parse_faults(faults, latency_ms), upstreams, _stack_parameters(parameter, upstreams)
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The input CSV.")],
@@ -274,13 +376,17 @@ def run(
     zyte_url: ZyteUrlOpt = None,
     tikapi_key_file: TikApiKeyFileOpt = None,
     zyte_key_file: ZyteKeyFileOpt = None,
+    parameter: ParameterOpt = None,
 ) -> None:
     """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one)."""
     _quiet_logs(verbose)
     pair = infer_pair(file, platform, kind)
-    spec = _parse_faults(faults, latency_ms)
-    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
-    summaries = _run_files([(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams)
+    spec, upstreams, parameters = _local_options(
+        faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
+    )
+    summaries = _run_files(
+        [(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters
+    )
     print_summaries(summaries, as_json, many=False)
     if not summaries[0].succeeded:
         raise typer.Exit(1)
@@ -299,13 +405,15 @@ def demo(
     zyte_url: ZyteUrlOpt = None,
     tikapi_key_file: TikApiKeyFileOpt = None,
     zyte_key_file: ZyteKeyFileOpt = None,
+    parameter: ParameterOpt = None,
 ) -> None:
     """Run the bundled sample CSVs for every platform on the local default."""
     _quiet_logs(verbose)
-    spec = _parse_faults(faults, latency_ms)
-    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    spec, upstreams, parameters = _local_options(
+        faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
+    )
     files = [(sample_path(name), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
-    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams)
+    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
     print_summaries(summaries, as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
@@ -323,6 +431,7 @@ def up(
     zyte_url: ZyteUrlOpt = None,
     tikapi_key_file: TikApiKeyFileOpt = None,
     zyte_key_file: ZyteKeyFileOpt = None,
+    parameter: ParameterOpt = None,
 ) -> None:
     """Start the local stack (embedded AWS, sandbox, Lambda event loop) and keep it running until Ctrl-C."""
     _quiet_logs(verbose)
@@ -331,28 +440,25 @@ def up(
             f"[red]A trawl stack is already running[/] (pid {existing.pid}, {existing.endpoint_url})."
         )
         raise typer.Exit(2)
-    spec = _parse_faults(faults, latency_ms)
-    upstreams = _upstreams(tikapi_url, tikapi_key_file, zyte_url, zyte_key_file)
+    spec, upstreams, parameters = _local_options(
+        faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
+    )
     with console.status("starting the embedded AWS and the sandbox"), ExitStack() as ctx:
-        session: LocalSession = ctx.enter_context(local_session(faults=spec, upstreams=upstreams))
+        session = _enter_local_session(ctx, spec, parameters, upstreams)
         session.runtime.watch_uploads()
         session.runtime.announce_finished_jobs(show_finished)
-        state = UpState(
-            session.aws.endpoint.url or "",
-            session.sandbox.url,
-            session.stack.name,
-            os.getpid(),
-            session.runtime.invoke_server.url,
-        )
+        state = up_state(session)
         state.save()
         ctx.callback(clear, state.pid)
         console.status("").stop()
+        shown = " ".join(f"{k}={v}" for k, v in parameters.items())
         lines = [
             "trawl is up (Ctrl-C to stop)",
             f"  AWS endpoint  {state.endpoint_url}",
             f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)",
             f"  Lambda        {state.lambda_url}  (the local stand-in's Invoke API)",
             *(f"  {name:<13} {where}" for name, where in upstreams.describe(state.sandbox_url)),
+            *([f"  parameters    {escape(shown)}"] if parameters else []),
             f"  state file    {state_file()}",
         ]
         out.print("\n".join(lines))

@@ -51,6 +51,14 @@ def render_summary(s: JobSummary) -> None:
     out.print(f"  {what} written: {s.records}")
     if s.failure_reasons:
         out.print("  failure reasons: " + " · ".join(f"{r} {n}" for r, n in s.failure_reasons.items()))
+    if s.calls:
+        out.print(f"  upstream calls: {s.calls} · throttled (429/503) {s.throttled_calls}")
+    if s.rate:
+        r = s.rate
+        allowed = f"allowed now {r['allowed_per_minute']:,}/min"
+        if r["platform_allowed_per_minute"] < r["allowed_per_minute"]:
+            allowed += f", {s.platform} {r['platform_allowed_per_minute']:,}/min (its website's limit)"
+        out.print(f"  rate budget: {r['key']} key {r['limit_per_minute']:,}/min · {allowed}")
     data_dir = Path(s.data_dir) if s.data_dir else None
     if s.output_prefix:
         out.print(f"  output: {s.output_prefix}")

@@ -10,6 +10,7 @@ import logging
 import zipfile
 from typing import Any
 
+from trawl.local.parameters import UPSTREAM_URL_PARAMETERS, check_parameters
 from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
 from trawl.stack.describe import Stack, describe_stack
 from trawl.stack.endpoint import Endpoint
@@ -44,8 +45,12 @@ def create_local_stack(
 ) -> Stack:
     """Translate template.yaml offline and create it in the embedded AWS. `api_keys` (by API:
     tikapi, zyte) go into the SSM parameters the template names, where the workers read them
-    as they do when deployed; the sandbox's keys otherwise."""
-    translated = translate(load_template(), parameters)
+    as they do when deployed; the sandbox's keys otherwise. The parameters are checked first,
+    as CloudFormation checks them (moto does not): a value the template refuses is a
+    trawl.local.parameters.ParameterError, and nothing is created."""
+    template = load_template()
+    parameters = check_parameters(template, parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
+    translated = translate(template, parameters)
     recorded = []
     for logical_id, resource in list(translated["Resources"].items()):
         if resource["Type"] in RECORDED_THROUGH_LAMBDA_API:

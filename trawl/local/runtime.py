@@ -34,10 +34,14 @@ from trawl.stack.describe import EventSource, FunctionInfo, Stack, queue_depth
 log = logging.getLogger(__name__)
 
 # Producer invocations may send this many rows before they checkpoint and continue; a
-# continuation starts only when the work queues are below LOW_WATER. moto's SQS slows down
-# with queue depth (every call scans the queue), so this keeps the embedded queues shallow.
-LOCAL_ROWS_PER_INVOCATION = 200
-LOW_WATER = 100
+# continuation starts only when the work queues are below LOW_WATER (checked every PACE_S).
+# moto's SQS slows down with queue depth (every call scans the queue), so this keeps the
+# embedded queues shallow; and deep enough that the workers do not run dry while the next
+# producer invocation starts in its environment (an Invoke, the manifest, the lease, the
+# checkpoint) before it sends.
+LOCAL_ROWS_PER_INVOCATION = 400
+LOW_WATER = 200
+PACE_S = 0.05
 # The producer's lease locally (60 s on AWS): a delivery that finds a dead holder's lease waits
 # at most this long before it takes the job over.
 LOCAL_PRODUCER_LEASE_S = 5
@@ -289,7 +293,7 @@ class LocalRuntime:
         while (
             not self._stop.is_set() and sum(queue_depth(self.sqs, q) for q in self._work_queues) >= LOW_WATER
         ):
-            time.sleep(0.2)
+            time.sleep(PACE_S)
 
     # ------------------------------------------------------------------ workers
     def _poller(self, function: FunctionInfo, source: EventSource) -> None:
@@ -351,11 +355,27 @@ class LocalRuntime:
         log.log(level, message, exc_info=exc_info)
 
     def _receive(self, source: EventSource) -> list[dict[str, Any]]:
+        """A batch, as Lambda's pollers gather one: SQS returns at most 10 messages a receive, so
+        receives go on until the batch is full or its batching window, counted from the first
+        message, has passed (with no window, one receive is the batch)."""
+        messages = self._receive_once(source, source.batch_size, 1)
+        deadline = time.monotonic() + source.window_s
+        while messages and len(messages) < source.batch_size and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait = min(1, int(left)) if left >= 1 else 0
+            messages += self._receive_once(source, source.batch_size - len(messages), wait)
+            if wait == 0:
+                self._stop.wait(min(left, 0.05))
+        return messages
+
+    def _receive_once(self, source: EventSource, wanted: int, wait_s: int) -> list[dict[str, Any]]:
         try:
             messages: list[dict[str, Any]] = self.sqs.receive_message(
                 QueueUrl=source.queue_url,
-                MaxNumberOfMessages=source.batch_size,
-                WaitTimeSeconds=1,
+                MaxNumberOfMessages=min(10, wanted),
+                WaitTimeSeconds=wait_s,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])

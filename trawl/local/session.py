@@ -3,6 +3,7 @@ stack from template.yaml and the Lambda stand-in, started together and stopped i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from trawl.local.invoke import LOCAL_RETRY_DELAYS_S
 from trawl.local.runtime import LocalRuntime
 from trawl.sandbox import Faults, SandboxServer
 from trawl.stack.describe import DEFAULT_STACK_NAME, Stack
+from trawl.stack.running import UpState
 
 # Locally, retries back off for seconds, not minutes, so a run with faults finishes quickly.
 LOCAL_WORKER_ENV = {"RETRY_BASE_S": "1", "RETRY_MAX_S": "2", "READ_TIMEOUT_S": "3"}
@@ -48,6 +50,17 @@ class Upstreams:
             ("TikAPI", self.tikapi.url if self.tikapi else f"sandbox {sandbox_url}"),
             ("Zyte API", self.zyte.url if self.zyte else f"sandbox {sandbox_url}/v1/extract"),
         ]
+
+
+def up_state(session: LocalSession) -> UpState:
+    """What `trawl up` records of its stack, so other commands can find it."""
+    return UpState(
+        session.aws.endpoint.url or "",
+        session.sandbox.url,
+        session.stack.name,
+        os.getpid(),
+        session.runtime.invoke_server.url,
+    )
 
 
 @contextmanager

@@ -34,20 +34,42 @@ calls with the same method, path and target, so each target sees the same sequen
 interleaving. Control from another process: ``GET``/``POST /_sandbox/faults``, ``GET /_sandbox/stats``.
 The ``slow`` kind is a latency spike, not an error: that call waits ``slow_ms`` more (default
 1500), then is answered normally.
+
+Rate limits (in the same spec string, off unless given), because the real APIs throttle and a
+pipeline that ignores it only finds out in production: ``rpm=N`` allows each API key (TikAPI's
+``X-API-KEY``, Zyte's Basic-auth user) N requests per sliding 60 s window, per API;
+``domain-rpm=PLATFORM:N`` (tokopedia, shopee, lazada; once each) allows N Zyte requests per
+window for that marketplace's URLs, across keys. Only accepted requests count. A request over a
+limit is answered 429 at once (after ``latency_ms``), before any fault is drawn, so it uses no
+draw: TikAPI ``"Rate limit exceeded"``, Zyte ``/limits/over-user-limit`` or
+``/limits/over-domain-limit``, neither with ``Retry-After``. Changing the faults keeps the
+windows. ``call_log()`` records each answer's status and which limit (if any) gave it;
+``max_calls_in_window`` measures the accepted rate from such a log.
 """
 
-from trawl.sandbox.faults import DEFAULT_SLOW_MS, FAULT_KINDS, Call, Faults
+from trawl.sandbox.faults import (
+    DEFAULT_SLOW_MS,
+    FAULT_KINDS,
+    LIMIT_WINDOW_S,
+    Call,
+    Faults,
+    WindowPeak,
+    max_calls_in_window,
+)
 from trawl.sandbox.server import SandboxServer
 from trawl.sandbox.tikapi import decode_sec_uid, encode_sec_uid, user_exists, video_count
 
 __all__ = [
     "DEFAULT_SLOW_MS",
     "FAULT_KINDS",
+    "LIMIT_WINDOW_S",
     "Call",
     "Faults",
     "SandboxServer",
+    "WindowPeak",
     "decode_sec_uid",
     "encode_sec_uid",
+    "max_calls_in_window",
     "user_exists",
     "video_count",
 ]

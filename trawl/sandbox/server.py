@@ -1,8 +1,15 @@
 """The sandbox's HTTP server: routes TikAPI's and Zyte's paths to their answers, applies the
-injected faults and latency, and serves the control paths (/_sandbox/faults, /_sandbox/stats)."""
+rate limits, injected faults and latency, and serves the control paths (/_sandbox/faults,
+/_sandbox/stats).
+
+The limits' sliding windows live here, beside the faults rather than in them, so changing the
+faults at run time (`trawl faults`) keeps the last minute's traffic counted, as a real upstream
+would. Their clock is injectable, so a test can slide a window without waiting a minute."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hmac
 import json
@@ -15,7 +22,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -23,8 +30,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.normalise import product_platform
 from trawl.sandbox.common import JSON, Api, Reply, phrase
-from trawl.sandbox.faults import CALL_LOG_SIZE, DEFAULT_SLOW_MS, Call, Faults, fault_reply
+from trawl.sandbox.faults import (
+    CALL_LOG_SIZE,
+    DEFAULT_SLOW_MS,
+    Call,
+    Faults,
+    Limiter,
+    fault_reply,
+    limit_reply,
+)
 from trawl.sandbox.tikapi import (
     cadence_s,
     decode_sec_uid,
@@ -55,7 +71,8 @@ from trawl.sandbox.zyte import problem, zyte_extract, zyte_key_ok
 
 
 class _FaultsUpdate(BaseModel):
-    """Body of `POST /_sandbox/faults`; omitted fields reset to no faults, no latency, same seed."""
+    """Body of `POST /_sandbox/faults`; omitted fields reset to no faults, no limits, no latency,
+    same seed. The limits' windows are kept either way."""
 
     model_config = ConfigDict(extra="forbid")
     faults: str = ""
@@ -74,6 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes; on a kept-alive connection Nagle's algorithm
+        # would hold the body until the client's delayed ACK, some 40 ms on top of the latency
+        # asked for.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.sandbox._track(self.connection, open_=True)
 
     def finish(self) -> None:
@@ -92,10 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(200, dict(sandbox.stats)))
         elif parts.path == "/public/check":
             target = params.get("username") or params.get("user_id", "")
-            self._upstream("tikapi", target, lambda: self._check(params))
+            self._upstream("tikapi", target, self.headers.get("X-API-KEY", ""), lambda: self._check(params))
         elif parts.path == "/public/posts":
             target = f"{params.get('secUid', '')}:{params.get('cursor', '')}"
-            self._upstream("tikapi", target, lambda: self._posts(params))
+            self._upstream("tikapi", target, self.headers.get("X-API-KEY", ""), lambda: self._posts(params))
         else:
             self._send(tikapi_error(404, "Not found"))
 
@@ -107,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/v1/extract":
             query = _json_or_none(raw)
             target = str(query.get("url", "")) if isinstance(query, dict) else ""
-            self._upstream("zyte", target, lambda: self._extract(query))
+            key = _basic_user(self.headers.get("Authorization"))
+            self._upstream("zyte", target, key, lambda: self._extract(query), _platform(target))
         else:
             self._send(problem(404, "about:blank", "Not Found", f"No endpoint at {path}."))
 
@@ -134,20 +156,39 @@ class _Handler(BaseHTTPRequestHandler):
         sent = self.headers.get("X-API-KEY", "").encode("utf-8", "replace")
         return hmac.compare_digest(sent, self.server.sandbox.tikapi_key.encode())
 
-    def _upstream(self, api: Api, target: str, answer: Callable[[], Reply]) -> None:
+    def _upstream(
+        self, api: Api, target: str, key: str, answer: Callable[[], Reply], platform: str | None = None
+    ) -> None:
+        """Answer an upstream request: a limit's 429, an injected fault or `answer()`, after the
+        latency. It is logged before the client sees anything, so the log is complete once the
+        client has its answer."""
         sandbox = self.server.sandbox
-        faults, kind = sandbox._draw(self.command, urlsplit(self.path).path, target)
-        stopping = sandbox._stopping
+        admitted = sandbox._admit(api, self.command, urlsplit(self.path).path, target, key, platform)
+        reply: Reply | None = None
+        try:
+            reply = self._answer(api, admitted, answer)
+        finally:
+            sandbox._record(admitted, 0 if reply is None else reply.status)
+        if reply is None:
+            return self._drop()
+        self._send(reply)
+
+    def _answer(self, api: Api, admitted: _Admitted, answer: Callable[[], Reply]) -> Reply | None:
+        """The reply to send, or None when the connection is to be dropped instead."""
+        faults, kind, stopping = admitted.faults, admitted.kind, self.server.sandbox._stopping
         if faults.latency_ms and stopping.wait(faults.latency_ms / 1000):
-            return self._drop()
-        if kind == "slow" and stopping.wait(faults.slow_ms / 1000):
-            return self._drop()
-        if kind == "reset" or (kind == "timeout" and stopping.wait(sandbox.timeout_hold_s)):
-            return self._drop()
-        reply = answer() if kind in (None, "slow") else fault_reply(kind, api)
+            return None
+        if admitted.call.throttled is not None:
+            reply = limit_reply(admitted.call.throttled, api)
+        else:
+            if kind == "slow" and stopping.wait(faults.slow_ms / 1000):
+                return None
+            if kind == "reset" or (kind == "timeout" and stopping.wait(self.server.sandbox.timeout_hold_s)):
+                return None
+            reply = answer() if kind in (None, "slow") else fault_reply(kind, api)
         if api == "zyte":
             reply = replace(reply, headers=reply.headers | {"request-id": str(uuid.uuid4())})
-        self._send(reply)
+        return reply
 
     def _drop(self) -> None:
         # linger 0 makes close() send RST: the client sees a reset connection, not a clean answer
@@ -171,6 +212,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _basic_user(authorization: str | None) -> str:
+    """The user name of a Basic `Authorization` header (Zyte's API key), or "" without one."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def _platform(url: str) -> str | None:
+    """The marketplace a Zyte request's URL is on, or None."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return product_platform(host.rstrip(".")) if host else None
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """An upstream request past the limits' check: its log entry (status still to come), its
+    place in arrival order, the faults in force when it came and the fault drawn for it."""
+
+    seq: int
+    call: Call
+    faults: Faults
+    kind: str | None
 
 
 def _json_or_none(raw: bytes) -> object:
@@ -201,7 +273,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class SandboxServer:
-    """TikAPI + Zyte API on 127.0.0.1 (a free port), in a background thread."""
+    """TikAPI + Zyte API on 127.0.0.1 (a free port), in a background thread. `clock` is what the
+    rate limits' windows are measured on (seconds; time.monotonic unless a test moves its own)."""
 
     def __init__(
         self,
@@ -210,6 +283,7 @@ class SandboxServer:
         zyte_key: str = "sandboxzytekey123",
         faults: Faults | None = None,
         timeout_hold_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tikapi_key = tikapi_key
         self.zyte_key = zyte_key
@@ -218,7 +292,10 @@ class SandboxServer:
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter(requests=0)
         self._attempts: Counter[tuple[str, str, str]] = Counter()
-        self._log: deque[Call] = deque(maxlen=CALL_LOG_SIZE)
+        self._log: deque[tuple[int, Call]] = deque(maxlen=CALL_LOG_SIZE)  # (arrival order, call)
+        self._arrivals = 0
+        self._clock = clock
+        self._limiter = Limiter()
         self._usernames_by_id: dict[str, str] = {}
         self._held_from: int | None = None
         self._released = threading.Event()
@@ -285,24 +362,30 @@ class SandboxServer:
             return self._faults
 
     def set_faults(self, faults: Faults) -> None:
+        """Change the faults and limits from the next request on; the limits' windows are kept."""
         with self._lock:
             self._faults = faults
 
     @property
     def stats(self) -> dict[str, int]:
-        """Requests served on the upstream paths, and how many got each injected fault kind."""
+        """Requests served on the upstream paths, how many got each injected fault kind, and how
+        many a limit answered 429 ("over-user-limit", "over-domain-limit")."""
         with self._lock:
             return dict(self._stats)
 
     def calls(self) -> Counter[tuple[str, str, str]]:
-        """Requests served per (method, path, target): how often each item was fetched."""
+        """Requests let past the limits per (method, path, target): how often each item was
+        fetched (what numbers the fault draws)."""
         with self._lock:
             return Counter(self._attempts)
 
     def call_log(self) -> list[Call]:
-        """The latest requests served (up to CALL_LOG_SIZE), oldest first, each with when it came."""
+        """The latest requests answered (up to CALL_LOG_SIZE), in the order they came, each with
+        when it came and how it was answered; one still being answered is not in it yet."""
         with self._lock:
-            return list(self._log)
+            logged = list(self._log)
+        logged.sort(key=lambda entry: entry[0])  # logged as answered: latency and faults reorder them
+        return [call for _, call in logged]
 
     def hold_posts(self, from_page: int) -> None:
         """Hold back every /public/posts page from page `from_page` (0 is the newest) until
@@ -331,16 +414,31 @@ class SandboxServer:
         while page >= held_from and not released.wait(0.2) and not self._stopping.is_set():
             pass
 
-    def _draw(self, method: str, path: str, target: str) -> tuple[Faults, str | None]:
+    def _admit(
+        self, api: Api, method: str, path: str, target: str, key: str, platform: str | None
+    ) -> _Admitted:
+        """Check the limits, then draw the fault: a request over a limit consumes no draw, so
+        the accepted requests see the same fault sequence with or without limits."""
         with self._lock:
-            attempt = self._attempts[method, path, target]
-            self._attempts[method, path, target] += 1
-            self._log.append(Call(time.time(), method, path, target))
-            kind = self._faults.decide(method, path, target, attempt)
+            now, faults = self._clock(), self._faults
+            throttled = self._limiter.admit(faults, now, api, key, platform)
+            kind = None
             self._stats["requests"] += 1
-            if kind is not None:
-                self._stats[kind] += 1
-            return self._faults, kind
+            if throttled is not None:
+                self._stats[f"over-{throttled}-limit"] += 1
+            else:
+                attempt = self._attempts[method, path, target]
+                self._attempts[method, path, target] += 1
+                kind = faults.decide(method, path, target, attempt)
+                if kind is not None:
+                    self._stats[kind] += 1
+            call = Call(time.time(), method, path, target, 0, api, throttled, platform, now)
+            self._arrivals += 1
+            return _Admitted(self._arrivals, call, faults, kind)
+
+    def _record(self, admitted: _Admitted, status: int) -> None:
+        with self._lock:
+            self._log.append((admitted.seq, replace(admitted.call, status=status)))
 
     def _remember(self, user: JSON) -> None:
         with self._lock:

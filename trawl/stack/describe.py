@@ -21,6 +21,7 @@ class EventSource:
     batch_size: int
     max_concurrency: int
     report_batch_item_failures: bool
+    window_s: float = 0.0  # MaximumBatchingWindowInSeconds
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
                     StreamSource(
                         stream_arn=arn,
                         batch_size=int(mapping.get("BatchSize", 100)),
-                        window_s=float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+                        window_s=float(mapping.get("MaximumBatchingWindowInSeconds") or 0),
                         starting_position=str(mapping.get("StartingPosition", "TRIM_HORIZON")),
                     )
                 )
@@ -148,6 +149,7 @@ def _functions(endpoint: Endpoint, outputs: dict[str, str]) -> dict[str, Functio
                     max_concurrency=int(mapping.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
                     report_batch_item_failures="ReportBatchItemFailures"
                     in mapping.get("FunctionResponseTypes", []),
+                    window_s=float(mapping.get("MaximumBatchingWindowInSeconds") or 0),
                 )
             )
         functions[name] = FunctionInfo(

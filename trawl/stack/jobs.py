@@ -13,6 +13,7 @@ from models import JobManifest
 from models.ledger import PERMANENT, Counts, job_state
 from producer.store import JobStore
 from trawl.stack.describe import Stack
+from workers.ratelimit import State
 
 
 @dataclass
@@ -43,6 +44,11 @@ class JobSummary:
     permanent_by_status: dict[str, int] = field(default_factory=dict)
     failure_reasons: dict[str, int] = field(default_factory=dict)  # retryable and permanent alike
     throttled: int = 0  # deliveries that failed on a 429/503
+    calls: int = 0  # upstream calls made for the job's items
+    throttled_calls: int = 0  # of them, answered 429/503 (most waited out within their invocation)
+    # The API key's rate budget as it stands now, when the platform's key has one: its limit,
+    # the calls per minute allowed now (after 429s, less) and for this platform alone.
+    rate: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, bucket: str, m: JobManifest, view: JobView | None, data_dir: str | None = None) -> JobSummary:
@@ -76,6 +82,8 @@ class JobSummary:
             permanent_by_status={s: n for s, n in sorted(counts.outcomes.items()) if n and s in PERMANENT},
             failure_reasons=dict(counts.top_reasons(10)),
             throttled=counts.reasons["throttled"],
+            calls=counts.calls,
+            throttled_calls=counts.throttled_calls,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,9 +104,36 @@ def load_manifest(stack: Stack, job_id: str) -> JobManifest | None:
 
 
 def job_summary(stack: Stack, job_id: str, data_dir: str | None = None) -> JobSummary | None:
-    """The job's manifest and its ledger rows: two requests, whatever the job's size."""
+    """The job's manifest and its ledger rows: two requests, whatever the job's size (a third
+    when its platform's API key has a rate budget)."""
     manifest = load_manifest(stack, job_id)
     if manifest is None:
         return None
-    view = read_job(stack.endpoint.client("dynamodb"), stack.ledger_table, job_id)
-    return JobSummary.of(stack.bucket, manifest, view, data_dir)
+    db = stack.endpoint.client("dynamodb")
+    view = read_job(db, stack.ledger_table, job_id)
+    summary = JobSummary.of(stack.bucket, manifest, view, data_dir)
+    if manifest.platform:
+        summary.rate = rate_now(stack, db, manifest.platform)
+    return summary
+
+
+def rate_now(stack: Stack, db: Any, platform: str) -> dict[str, Any] | None:
+    """The platform's API key's rate budget now: None when it has none (RequestsPerMinute 0)."""
+    worker = next((f for f in stack.workers() if f.env.get("PLATFORM") == platform), None)
+    if worker is None or not int(worker.env.get("RATE_LIMIT_RPM") or 0):
+        return None
+    key, limit = worker.env["RATE_LIMIT_KEY"], int(worker.env["RATE_LIMIT_RPM"])
+    row = db.get_item(
+        TableName=stack.ledger_table, Key={"pk": {"S": f"RATE#{key}"}, "sk": {"S": "BUCKET"}}
+    ).get("Item")
+    now = dt.datetime.now(dt.UTC).timestamp()
+    state = State.from_json(row["state"]["S"]) if row else None
+    key_factor = state.key.factor_now(now) if state else 1.0
+    domain = state.domains.get(platform) if state else None
+    platform_factor = min(key_factor, domain.factor_now(now)) if domain else key_factor
+    return {
+        "key": key,
+        "limit_per_minute": limit,
+        "allowed_per_minute": round(limit * key_factor),
+        "platform_allowed_per_minute": round(limit * platform_factor),
+    }

@@ -18,6 +18,7 @@ RETRYABLE_REASONS = (
     "unparseable",
     "deadline",
     "storage",
+    "rate_budget",
     "unexpected",
 )
 
@@ -39,9 +40,15 @@ class Retryable(UpstreamError):
 
 
 class Throttled(Retryable):
-    """429/503: the upstream asks us to slow down."""
+    """429/503: the upstream asks us to slow down. `scope` says whose limit: "user" (the API
+    key's, and what a 503 or a 429 without more means) or "domain" (one website's, Zyte's
+    `/limits/over-domain-limit`)."""
 
     reason = "throttled"
+
+    def __init__(self, message: str, retry_after: float | None = None, scope: str = "user") -> None:
+        super().__init__(message, retry_after)
+        self.scope = scope
 
 
 class Unavailable(Retryable):
