@@ -250,9 +250,9 @@ def _report(phases: list[Phase], notes: list[str], latency_ms: int, concurrency:
     )
     print("\n".join(notes))
     print(
-        "(CPU columns: share of one core over the phase. bench = this process: producer, pollers,\n"
-        " sandbox, the script and ceiling loops; workers = the worker execution environments'\n"
-        " processes; moto = the embedded AWS server. The machine has 2 cores: 200% in all.)"
+        "(CPU columns: share of one core over the phase. bench = this process: pollers, sandbox,\n"
+        " the script and ceiling loops; workers = the execution environments' processes (the\n"
+        " producer's and the workers'); moto = the embedded AWS server. 2 cores: 200% in all.)"
     )
 
 

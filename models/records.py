@@ -169,6 +169,9 @@ class JobManifest(BaseModel):
     max_attempts: int = 3  # Lambda's first attempt + MaximumRetryAttempts
     # How long after a lease lapses (an invocation that died) Lambda may still retry it.
     retry_horizon_s: int = 600
+    # How long a continuation may wait in Lambda's queue of asynchronous events before it runs
+    # (the producer's MaximumEventAgeInSeconds): under throttling, or behind local pacing.
+    max_event_age_s: int = 21_600
 
     def producer_state(self, now: dt.datetime) -> Literal["running", "retrying", "enqueued", "failed"]:
         """The status, with what a dead invocation could not write itself: a lease that lapsed
@@ -178,8 +181,9 @@ class JobManifest(BaseModel):
             return self.status
         quiet_s = (now - self.updated_at).total_seconds()
         if self.lease is None or self.lease.expires_at > now:
-            # Held by a live invocation, or released for a continuation on its way.
-            gone = self.lease is None and quiet_s > self.retry_horizon_s
+            # Held by a live invocation, or released for a continuation on its way, which may
+            # wait in Lambda's event queue until it is too old to run.
+            gone = self.lease is None and quiet_s > self.max_event_age_s
             return "failed" if gone else self.status
         attempts = self.attempts.get(self.lease.owner, 1)
         lapsed_s = (now - self.lease.expires_at).total_seconds()

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.helpers import manifest, records
-from trawl.local.runtime import LOCAL_ROWS_PER_INVOCATION
 from trawl.local.session import LocalSession, local_session
 from trawl.stack.submit import submit, wait_for_jobs
 
-ROWS = 2 * LOCAL_ROWS_PER_INVOCATION + 50  # three producer invocations: two checkpoints
+ROWS_PER_INVOCATION = 150
+ROWS = 2 * ROWS_PER_INVOCATION + 50  # three producer invocations: two checkpoints
 
 
 def test_two_runs_of_one_file_each_enqueue_every_row(tmp_path: Path) -> None:
@@ -21,6 +21,7 @@ def test_two_runs_of_one_file_each_enqueue_every_row(tmp_path: Path) -> None:
     with local_session() as first, local_session() as second:
 
         def run(session: LocalSession) -> str:
+            session.runtime.producer_env_overrides["MAX_ROWS_PER_INVOCATION"] = str(ROWS_PER_INVOCATION)
             job_id = submit(session, path, "tiktok", "account")
             wait_for_jobs(session, [job_id], timeout_s=120)
             return job_id

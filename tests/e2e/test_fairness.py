@@ -28,9 +28,12 @@ def test_every_message_carries_its_job_as_message_group(tmp_path: Path) -> None:
     assert groups == [job_id] * 3
 
 
+LARGE = 1_000
+
+
 def test_a_small_job_finishes_while_a_large_one_runs(tmp_path: Path) -> None:
     large, small = tmp_path / "large.csv", tmp_path / "small.csv"
-    large.write_text("username\n" + "".join(f"large_{n:05d}\n" for n in range(1_500)))
+    large.write_text("username\n" + "".join(f"large_{n:05d}\n" for n in range(LARGE)))
     small.write_text("username\n" + "".join(f"small_{n:02d}\n" for n in range(10)))
     with local_session() as session:
         large_job = submit(session, large, "tiktok", "account")
@@ -41,4 +44,4 @@ def test_a_small_job_finishes_while_a_large_one_runs(tmp_path: Path) -> None:
 
     assert small_done.state == "done" and small_done.written_ok == 10
     assert large_then is not None and large_then.state == "running"
-    assert large_then.written_ok < 1_500 / 2, "the small job waited behind most of the large one"
+    assert large_then.written_ok < LARGE / 2, "the small job waited behind most of the large one"

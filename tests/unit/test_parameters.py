@@ -367,3 +367,26 @@ def test_a_name_given_twice_with_two_values_is_refused() -> None:
 
 def _template(parameters: dict[str, Any], rules: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"Parameters": parameters, **({"Rules": rules} if rules else {})}
+
+
+@pytest.mark.parametrize(
+    ("name", "lowest", "highest"),
+    [
+        ("TikApiRequestsPerMinute", 0, 1_000_000),
+        ("ZyteRequestsPerMinute", 0, 1_000_000),
+        ("WorkerBatchSize", 1, 100),
+        ("WorkerFetchConcurrency", 1, 100),
+    ],
+)
+def test_the_rate_and_batch_parameters_take_their_range_and_nothing_beyond(
+    name: str, lowest: int, highest: int
+) -> None:
+    window = {"WorkerBatchingWindowSeconds": "1"}  # batches above 10 need one (the template's Rule)
+    assert check_parameters(TEMPLATE, {name: str(lowest)} | window) == {name: str(lowest)} | window
+    assert check_parameters(TEMPLATE, {name: str(highest)} | window) == {name: str(highest)} | window
+    assert refused({name: str(lowest - 1)}) == (
+        f"parameter {name}: '{lowest - 1}' is below its MinValue {lowest}"
+    )
+    assert refused({name: str(highest + 1)}) == (
+        f"parameter {name}: '{highest + 1}' is above its MaxValue {highest}"
+    )

@@ -4,6 +4,7 @@ created from the very template that is deployed (no hand-written copy of its set
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,10 @@ from typing import Any
 import yaml
 
 from trawl.resources import template_path
+
+# The translator records usage metrics for AWS's own service and, when nobody publishes them
+# (nobody does offline), warns about it as it is garbage-collected, mid-run and in any output.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 
 TEMPLATE_PATH = template_path()
 CODE_PLACEHOLDER = "s3://trawl-local-code/code.zip"
