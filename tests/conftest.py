@@ -24,6 +24,18 @@ def local() -> Iterator[LocalSession]:
         yield session
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TRAWL_HOME shared by a module's tests, for the `trawl up` stack the module holds."""
+    return tmp_path_factory.mktemp("trawl-home")
+
+
+@pytest.fixture
+def module_trawl_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRAWL_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def own_trawl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A TRAWL_HOME of the test's own, so no `trawl up` of another test is found."""

@@ -25,14 +25,8 @@ runner = CliRunner()
 TRAWL = str(Path(sys.executable).with_name("trawl"))
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("trawl-home")
-
-
-@pytest.fixture(autouse=True)
-def _trawl_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRAWL_HOME", str(home))
+# The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_trawl_home")
 
 
 @pytest.fixture(scope="module")
