@@ -6,7 +6,8 @@ same embedded AWS and sandbox:
       shape (batches of 10, as many consumer threads as the TikTok MaximumConcurrency).
 Targets: trawl >= 10x the script, and >= 0.5 of the queue's ceiling. CPU of this process, of the
 worker processes and of the moto child process is shown per phase, with the CPU milliseconds each
-item cost in all: where the time goes, and what bounds each rate on this machine."""
+item cost in all: where the time goes, and what bounds each rate on this machine. The pipeline's
+items finished per second over its run are drawn in docs/img/e2e-throughput.svg (--chart)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import chart
 from bench.common import (
     HandRunScript,
     quiet_handlers,
@@ -42,6 +44,11 @@ TARGET_OF_CEILING = 0.5
 # The ceiling loop keeps at most this many messages on the queue, as the local runtime does
 # (LOCAL_ROWS_PER_INVOCATION + LOW_WATER): moto's SQS slows as a queue gets deeper.
 CEILING_MAX_OUTSTANDING = 300
+# The pipeline's progress is sampled this often for the chart, and its rate drawn over a window
+# this long (a worker deletes its batch of 10 at once: per half second the count comes in steps).
+SAMPLE_EVERY_S = 0.5
+RATE_WINDOW_S = 2.0
+CHART_PATH = Path(__file__).resolve().parent.parent / "docs" / "img" / "e2e-throughput.svg"
 
 
 @dataclass
@@ -95,16 +102,52 @@ def _measure(name: str, items: int, fn: Any, *args: Any) -> Phase:
     return Phase(name, items, seconds, bench_cpu, workers_cpu, moto_cpu)
 
 
-def _run_trawl(session: LocalSession, csv_path: Path, n: int) -> None:
-    """Until n messages of the job are processed (deleted after their records were written).
+def _run_trawl(session: LocalSession, csv_path: Path, n: int, samples: list[tuple[float, int]]) -> None:
+    """Until n messages of the job are processed (deleted after their records were written), with
+    (seconds since the upload began, messages processed) appended to `samples` every half second.
     Not wait_for_jobs: a message stuck in flight would make it wait out the queue's visibility
     timeout, which measures moto's bug (see _check_trawl), not throughput."""
+    start = time.perf_counter()
+    samples.append((0.0, 0))
     job_id = submit(session, csv_path, "tiktok", "account")
     deadline = time.monotonic() + 900
-    while session.runtime.progress.processed[job_id] < n:
+    while (done := session.runtime.progress.processed[job_id]) < n:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{session.runtime.progress.processed[job_id]} of {n} items after 900 s")
+            raise TimeoutError(f"{done} of {n} items after 900 s")
+        if (now := time.perf_counter() - start) - samples[-1][0] >= SAMPLE_EVERY_S:
+            samples.append((now, done))
         time.sleep(0.05)
+    samples.append((time.perf_counter() - start, session.runtime.progress.processed[job_id]))
+
+
+def throughput(
+    samples: list[tuple[float, int]], window_s: float = RATE_WINDOW_S
+) -> list[tuple[float, float]]:
+    """Items finished per second at each sample, over the `window_s` before it (or since the start)."""
+    rates, first = [], 0
+    for at, done in samples[1:]:
+        while samples[first + 1][0] <= at - window_s:
+            first += 1
+        since, then = samples[first]
+        rates.append((at, (done - then) / (at - since)))
+    return rates
+
+
+def _write_chart(path: Path, samples: list[tuple[float, int]], trawl: Phase, latency_ms: int) -> None:
+    rates = throughput(samples)
+    mean = trawl.rate
+    drawn = chart.LineChart(
+        points=[(0.0, 0.0), *rates],
+        title=f"trawl end to end: {trawl.items:,} items in {trawl.seconds:.1f} s = {mean:.0f} items/s",
+        subtitle=(
+            f"python -m bench.e2e: TikTok accounts, local pipeline (embedded AWS), sandbox latency "
+            f"{latency_ms} ms, {os.cpu_count()} cores"
+        ),
+        x_label="seconds since the upload began",
+        y_label=f"items finished per second ({RATE_WINDOW_S:g} s window)",
+        references=[(mean, f"mean {mean:.0f} items/s")],
+    )
+    print(f"chart: {chart.write(drawn, path)}", file=sys.stderr)
 
 
 def _check_trawl(session: LocalSession, n: int) -> list[str]:
@@ -177,13 +220,15 @@ def _run_queue_ceiling(session: LocalSession, n: int, consumers: int, batch: int
         raise RuntimeError("the ceiling loop left messages on its queue")
 
 
-def run(n: int, sample: int, ceiling_n: int, latency_ms: int) -> None:
+def run(n: int, sample: int, ceiling_n: int, latency_ms: int, chart_path: Path = CHART_PATH) -> None:
     quiet_handlers()
     faults = Faults.parse("", latency_ms=latency_ms)
+    samples: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp, local_session(faults=faults) as s:
         csv_path = write_accounts_csv(Path(tmp) / f"bench_accounts_{n}.csv", usernames("acct", n))
         source = tiktok_worker(s).event_sources[0]
-        phases = [_measure("trawl pipeline (upload -> records)", n, _run_trawl, s, csv_path, n)]
+        phases = [_measure("trawl pipeline (upload -> records)", n, _run_trawl, s, csv_path, n, samples)]
+        _write_chart(chart_path, samples, phases[0], latency_ms)
         notes = _check_trawl(s, n)
         s.runtime.stop()  # idle pollers would load the server during the other two measurements
         script = HandRunScript(s.sandbox.tikapi_url, s.stack.endpoint.client("s3"), s.stack.bucket)
@@ -262,8 +307,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300, help="items for the hand-run script")
     parser.add_argument("--ceiling-items", type=int, default=3_000, help="messages for the queue ceiling")
     parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--chart", type=Path, default=CHART_PATH, help="the throughput chart (SVG) to write")
     args = parser.parse_args()
-    run(args.items, args.sample, args.ceiling_items, args.latency_ms)
+    run(args.items, args.sample, args.ceiling_items, args.latency_ms, args.chart)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ from models.ledger import counted_rows, delta_key, fold_key
 logger = Logger(service="trawl", child=True)
 
 FOLD_AT = 64
+# A fold row holds a counter per outcome, reason and data field (a few dozen), and up to three
+# per minute its deltas' changes were written in (m<minute>_ended/_ok/_throttled, ~64 bytes a
+# minute). A job's minute counters are spread over its rows, each row holding the minutes of
+# its own deltas, so a job that runs for hours adds tens of KB in all. One fold row would reach
+# DynamoDB's 400 KB item limit only if its FOLD_MAX deltas spanned ~6,000 minutes (four days).
 FOLD_MAX = 500
 
 

@@ -5,7 +5,10 @@ the ledger (workers, producer, the ledger function, the CLI). Pure: no AWS calls
 - `JOB#<job_id>` / `JOB`: the job, as its producer last wrote it (the manifest's counts).
 - `JOB#<job_id>` / `DELTA#<sequence>` and `FOLD#<delta>`: the job's counts, summed from its
   items' changes by the ledger function (ledger/counts.py): one delta row per run of changes,
-  folded as they pile up. A job's counts are the sum of `counted_rows`.
+  folded as they pile up. A job's counts are the sum of `counted_rows`: per outcome (`n_`),
+  reason (`r_`) and permanent status (`s_`), records, deliveries and calls; per minute
+  (`m<YYYYMMDDHHMM>_ended`, `_ok`, `_throttled`); and, over its ok items, per data field the
+  records with a value (`f_<field>`) of `ok_records` (its field coverage).
 - `ITEM#<job_id>#<item_key>` / `ITEM`: one item's current outcome. Each item has a partition of
   its own, so a hot job's writes spread over the table; the counts never live on an item row."""
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +27,8 @@ PERMANENT = ("not_found", "private", "unavailable", "invalid_target", "domain_re
 # dead_lettered (its last receive failed), stale (silent past its retry horizon).
 OUTCOMES = ("pending", "ok", *PERMANENT, "dead_lettered", "stale")
 SETTLED = ("ok", *PERMANENT)
+# Outcomes that need nothing more from a worker: settled, dead-lettered or stale.
+ENDED = (*SETTLED, "dead_lettered", "stale")
 # Outcomes a new delivery may still change (a re-driven item goes from dead_lettered to pending).
 OPEN = ("pending", "dead_lettered", "stale")
 # Outcomes listed in the sparse index: the items a person has to look at.
@@ -49,9 +55,31 @@ REASONS = (
 
 JobState = Literal["running", "retrying", "done", "failed"]
 
+# Per-minute counters: items that reached an end outcome in the minute, of them ok, and the
+# upstream calls answered 429/503. Named `m<YYYYMMDDHHMM>_<what>` (UTC) in the counter rows.
+MINUTE_COUNTS = ("ended", "ok", "throttled")
+_MINUTE_COUNTER = re.compile(rf"m(\d{{12}})_({'|'.join(MINUTE_COUNTS)})")
+
+
+def minute_of(stamp: str) -> str:
+    """The UTC minute (YYYYMMDDHHMM) of an ISO-8601 time; one without an offset is UTC."""
+    at = dt.datetime.fromisoformat(stamp)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(dt.UTC).strftime("%Y%m%d%H%M")
+
+
+def minute_counter(minute: str, what: str) -> str:
+    return f"m{minute}_{what}"
+
 
 def job_key(job_id: str) -> dict[str, str]:
     return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def watch_index_key(name: str) -> str:
+    """The sparse `watch` index's partition for a watch list's jobs."""
+    return f"WATCH#{name}"
 
 
 def delta_key(job_id: str, first_sequence: str) -> dict[str, str]:
@@ -121,6 +149,10 @@ class Counts:
     deliveries: int = 0  # receives a worker recorded
     calls: int = 0  # upstream calls the workers made
     throttled_calls: int = 0  # of them, answered 429/503 (free, and waited out where time allowed)
+    # "YYYYMMDDHHMM" (UTC) -> ended, ok, throttled in that minute (see MINUTE_COUNTS)
+    minutes: dict[str, Counter[str]] = field(default_factory=dict)
+    fields: Counter[str] = field(default_factory=Counter)  # of the ok records, those with the field
+    ok_records: int = 0  # records written by ok items: the fields' denominator
 
     @classmethod
     def of(cls, rows: Iterable[Mapping[str, Any]]) -> Counts:
@@ -137,8 +169,12 @@ class Counts:
                     found.reasons[name[2:]] += number
                 elif name.startswith("s_"):
                     found.statuses[name[2:]] += number
-                elif name in ("records", "deliveries", "calls", "throttled_calls"):
+                elif name.startswith("f_"):
+                    found.fields[name[2:]] += number
+                elif name in ("records", "deliveries", "calls", "throttled_calls", "ok_records"):
                     setattr(found, name, getattr(found, name) + number)
+                elif minute := _MINUTE_COUNTER.fullmatch(name):
+                    found.minutes.setdefault(minute[1], Counter())[minute[2]] += number
         return found
 
     @property
@@ -160,7 +196,20 @@ class Counts:
     @property
     def ended(self) -> int:
         """Items that need nothing more from a worker: settled, dead-lettered or stale."""
-        return self.ok + self.permanent + self.dead_lettered + self.stale
+        return sum(self.outcomes[outcome] for outcome in ENDED)
+
+    def timeline(self) -> list[tuple[str, Counter[str]]]:
+        """(minute, its counts) in time order; minutes whose counts are all 0 left out (an item
+        dead-lettered in one and re-driven later is taken back from the first)."""
+        return [(m, c) for m, c in sorted(self.minutes.items()) if any(c.values())]
+
+    def coverage(self, names: Iterable[str] = ()) -> dict[str, float]:
+        """Per data field (`names`, then any other the counters hold), the share of ok records
+        with a value; {} while there is no ok record."""
+        if self.ok_records <= 0:
+            return {}
+        every = dict.fromkeys([*names, *sorted(self.fields)])
+        return {name: self.fields[name] / self.ok_records for name in every}
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         """The n most frequent reasons, most first; ties by name, so the order never wobbles."""

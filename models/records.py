@@ -149,6 +149,11 @@ class JobManifest(BaseModel):
     platform: str | None
     kind: str | None
     job_date: dt.date
+    # What made the job besides its upload (docs/contract.md, "What makes a new job"): a re-run
+    # ("rerun:<nonce>") or a watch list's firing ("watch:<date>"); None for an upload.
+    run: str | None = None
+    watch: str | None = None  # the watch list's name, for a firing
+    rerun_of: str | None = None  # the job a re-run fetched again
     created_at: dt.datetime
     updated_at: dt.datetime
     status: Literal["running", "retrying", "enqueued", "failed"] = "running"

@@ -51,6 +51,14 @@ class JobRequest:
     event_time: dt.datetime
     request_id: str  # Lambda keeps it when it retries the same event
     continuation: bool = False
+    run: str | None = None  # a re-run's or a watch firing's tag: part of the job's identity
+    job_date: dt.date | None = None  # the records' dt; else the event's date (UTC)
+    watch: str | None = None
+    rerun_of: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return job_id_for(self.source, self.run)
 
 
 @dataclass
@@ -62,16 +70,19 @@ class ProducerDeps:
     jobs: JobRows | None = None  # the job's row in the ledger; None only in benchmarks
 
 
-def job_id_for(ref: ObjectRef) -> str:
+def job_id_for(ref: ObjectRef, run: str | None = None) -> str:
     """Same bucket, key and ETag -> same job: a duplicated notification or a re-upload of the
-    same bytes never makes a second copy of the output."""
-    return hashlib.sha256(f"{ref.bucket}\n{ref.key}\n{ref.etag}".encode()).hexdigest()[:16]
+    same bytes never makes a second copy of the output. A run tag makes another job of the same
+    key: a re-run ("rerun:<nonce>"), or a watch list's firing ("watch:<date>"), whose identity
+    is the list and the date alone, so an edit of the list that day makes no second job."""
+    identity = f"{ref.bucket}\n{ref.key}\n" + (ref.etag if run is None else f"run:{run}")
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def parse_input_key(key: str) -> tuple[str, str]:
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "input" or not parts[3]:
-        raise BadFile(f"input key '{key}' must look like input/<platform>/<kind>/<name>.csv")
+    if len(parts) != 4 or parts[0] not in ("input", "watch") or not parts[3]:
+        raise BadFile(f"input key '{key}' must look like input/<platform>/<kind>/<name>.csv (or watch/...)")
     platform, kind = parts[1].lower(), parts[2].lower()
     problem = pair_problem(platform, kind, f"key '{key}'")
     if problem:
@@ -82,11 +93,14 @@ def parse_input_key(key: str) -> tuple[str, str]:
 def _new_manifest(req: JobRequest, settings: ProducerSettings) -> JobManifest:
     now = utcnow()
     return JobManifest(
-        job_id=job_id_for(req.source),
+        job_id=req.job_id,
         input=req.source,
         platform=None,
         kind=None,
-        job_date=req.event_time.date(),
+        job_date=req.job_date or req.event_time.date(),
+        run=req.run,
+        watch=req.watch,
+        rerun_of=req.rerun_of,
         created_at=now,
         updated_at=now,
         max_attempts=settings.max_retry_attempts + 1,
@@ -97,7 +111,7 @@ def _new_manifest(req: JobRequest, settings: ProducerSettings) -> JobManifest:
 def run_job(req: JobRequest, deps: ProducerDeps, remaining_ms: Callable[[], int]) -> JobManifest | None:
     settings = deps.settings
     leases = Leases(deps.store, settings.lease_s, mirror=deps.jobs.write if deps.jobs else None)
-    job_id = job_id_for(req.source)
+    job_id = req.job_id
     claim = leases.claim(job_id, req.request_id, req.continuation, lambda: _new_manifest(req, settings))
     if claim is None:
         return None
@@ -203,6 +217,8 @@ class _FanOutJob:
             rejects.close()
         if stopped_at is not None:
             payload = {"bucket": self.m.input.bucket, "key": self.m.input.key, "etag": self.m.input.etag}
+            if self.m.run is not None:
+                payload["run"] = self.m.run
             self.deps.continuer.continue_job({"trawl_continuation": payload})
             logger.info(
                 "job checkpointed", job_id=self.m.job_id, rows=self.m.rows_read, offset=stopped_at["offset"]

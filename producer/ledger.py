@@ -8,13 +8,20 @@ from __future__ import annotations
 from typing import Any
 
 from models import JobManifest
-from models.ledger import job_key
+from models.ledger import job_key, watch_index_key
+from producer import watch
 
 
 class JobRows:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._db = dynamodb
         self._table = table
+
+    def last_watch_job(self, name: str) -> dict[str, Any] | None:
+        return watch.last_job(self._db, self._table, name)
+
+    def still_running(self, job: dict[str, Any]) -> bool:
+        return watch.still_running(self._db, self._table, job)
 
     def write(self, m: JobManifest) -> None:
         values: dict[str, Any] = {
@@ -47,8 +54,19 @@ class JobRows:
             "recent_pk = :recent_pk",
             "recent_sk = :recent_sk",
         ]
+        if m.watch is not None:
+            # The sparse `watch` index: a watch list's jobs, newest first (`trawl watch list`).
+            sets += ["watch_pk = :watch_pk", "watch_sk = :recent_sk"]
+            values[":watch_pk"] = {"S": watch_index_key(m.watch)}
         removes = []
-        for name, value in (("platform", m.platform), ("kind", m.kind), ("message", m.message)):
+        for name, value in (
+            ("platform", m.platform),
+            ("kind", m.kind),
+            ("message", m.message),
+            ("watch", m.watch),
+            ("run_tag", m.run),
+            ("rerun_of", m.rerun_of),
+        ):
             if value is None:
                 removes.append(name)
             else:

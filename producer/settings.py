@@ -27,6 +27,8 @@ class ProducerSettings(BaseModel):
     max_retry_attempts: int = Field(default=2, ge=0, le=2)
     # How long Lambda may still retry after an invocation died (its delays, 1 and 2 minutes, and slack).
     retry_horizon_s: int = Field(default=600, ge=0)
+    # The watch schedule's timezone: a firing's date is its scheduled time there.
+    watch_timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProducerSettings:
@@ -43,4 +45,5 @@ class ProducerSettings(BaseModel):
             checkpoint_every_s=float(env.get("CHECKPOINT_EVERY_S", "120")),
             max_retry_attempts=int(env.get("MAX_RETRY_ATTEMPTS", "2")),
             retry_horizon_s=int(env.get("RETRY_HORIZON_S", "600")),
+            watch_timezone=env.get("WATCH_TIMEZONE", "UTC"),
         )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from models import JobManifest, ObjectRef
 from models.csvsafe import escape_cell
 from producer.csvstream import BadFile
+from producer.watch import WatchList, list_watch_lists
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,6 +84,9 @@ class JobStore:
                 # The key now holds other bytes; that upload is a job of its own (new ETag).
                 raise BadFile(f"input '{ref.key}' was replaced while this job read it") from exc
             raise
+
+    def watch_lists(self) -> list[WatchList]:
+        return list_watch_lists(self._s3, self.bucket)
 
     def upload(self, job_id: str, name: str, path: Path, content_type: str) -> None:
         self._s3.upload_file(

@@ -1,19 +1,25 @@
 """Stand-ins a test starts on 127.0.0.1 and scripts itself, unlike the sandbox: an upstream that
 speaks TikAPI's or Zyte's wire protocol with answers the test chooses, and an SQS endpoint
-that passes every call through to the embedded AWS except those the test makes it refuse."""
+that passes every call through to the embedded AWS except those the test makes it refuse; and
+an in-memory DynamoDB table for simulations of thousands of rate-budget calls."""
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import boto3
 
 
 @dataclass(frozen=True)
@@ -256,3 +262,64 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+
+class MemoryDynamoDB:
+    """The two calls the rate budget (workers/ratelimit.py) makes, GetItem and PutItem, on a dict
+    in this process: a simulated five minutes of takes are thousands of calls, seconds' worth
+    against the embedded DynamoDB. PutItem checks the two conditions the budget writes with,
+    `attribute_not_exists(pk)` and `<attribute> = :value`, as DynamoDB does: one that does not
+    hold raises botocore's ConditionalCheckFailedException and writes nothing. Any other
+    condition is an error, so the fake cannot quietly accept a write DynamoDB would judge."""
+
+    def __init__(self) -> None:
+        # botocore's exception classes for DynamoDB's errors (building a client calls nothing).
+        self.exceptions = boto3.session.Session().client("dynamodb", region_name="us-east-1").exceptions
+        self._items: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # Called once, just before the next PutItem is judged: another writer's turn.
+        self.before_next_put: Callable[[], None] | None = None
+
+    def get_item(
+        self, *, TableName: str, Key: dict[str, Any], ConsistentRead: bool = False
+    ) -> dict[str, Any]:
+        item = self._items.get(_row_key(TableName, Key))
+        return {} if item is None else {"Item": copy.deepcopy(item)}
+
+    def put_item(
+        self,
+        *,
+        TableName: str,
+        Item: dict[str, Any],
+        ConditionExpression: str | None = None,
+        ExpressionAttributeValues: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if self.before_next_put is not None:
+            hook, self.before_next_put = self.before_next_put, None
+            hook()
+        key = _row_key(TableName, Item)
+        if ConditionExpression is not None and not _holds(
+            ConditionExpression, self._items.get(key), ExpressionAttributeValues or {}
+        ):
+            error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
+            raise self.exceptions.ConditionalCheckFailedException({"Error": error}, "PutItem")
+        self._items[key] = copy.deepcopy(Item)
+        return {}
+
+
+def _row_key(table: str, item: dict[str, Any]) -> tuple[str, str, str]:
+    return table, item["pk"]["S"], item["sk"]["S"]
+
+
+def _holds(condition: str, item: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+    if found := re.fullmatch(r"attribute_not_exists\((\w+)\)", condition):
+        return item is None or found[1] not in item
+    if found := re.fullmatch(r"(\w+) = (:\w+)", condition):
+        return item is not None and _same(item.get(found[1]), values[found[2]])
+    raise NotImplementedError(f"MemoryDynamoDB does not judge the condition {condition!r}")
+
+
+def _same(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """DynamoDB's equality: a number by value ("1.0" = "1"), anything else by type and value."""
+    if stored is not None and "N" in stored and "N" in wanted:
+        return Decimal(stored["N"]) == Decimal(wanted["N"])
+    return stored == wanted

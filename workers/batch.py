@@ -27,7 +27,7 @@ from models import OutputRecord, WorkItem
 from models.ledger import SETTLED, Delivery
 from workers.fetchers import Fetched, Fetcher, Found
 from workers.ledger import Ledger, Outcome, Row
-from workers.output import RecordWriter
+from workers.output import RecordWriter, field_counts
 from workers.ratelimit import RateLimiter
 from workers.settings import WorkerSettings
 from workers.upstream import Permanent, Retryable
@@ -37,7 +37,8 @@ logger = Logger(service="trawl", child=True)
 METRICS_NAMESPACE = "trawl"
 # Per invocation, published as items_<name>: items ok, permanent, retried, dead-lettered, items
 # whose record has fields left null because the upstream's value did not parse, and items not
-# fetched because the ledger holds them settled already (a duplicate delivery).
+# fetched because the ledger holds them settled already (a duplicate delivery). Dimensions:
+# platform, stack (the stack's name: two stacks in one account never mix) and service.
 METRICS = ("ok", "permanent", "retried", "dead_lettered", "fields_unparsed", "already_settled")
 
 
@@ -83,7 +84,7 @@ async def process_batch(
     results = await asyncio.gather(*(_process(run, record, items[record.messageId]) for record in records))
     failures = [{"itemIdentifier": r.messageId} for r, ok in zip(records, results, strict=True) if not ok]
     logger.info("batch done", extra={"size": len(records), "failed": len(failures), **run.counts})
-    _publish(s.platform, run.counts)
+    _publish(s.platform, s.stack_name, run.counts)
     return {"batchItemFailures": failures}
 
 
@@ -110,13 +111,15 @@ async def _rows(run: _Invocation, items: list[WorkItem]) -> dict[tuple[str, str]
         return {}
 
 
-def _publish(platform: str, counts: dict[str, int]) -> None:
-    """CloudWatch metrics (EMF) per invocation: items ok / permanent / retried / dead-lettered.
+def _publish(platform: str, stack: str, counts: dict[str, int]) -> None:
+    """CloudWatch metrics (EMF) per invocation: items_<name> for every one of METRICS, by
+    platform and stack (the stack's dashboard reads them with these dimensions).
     EphemeralMetrics keeps no state between calls, so concurrent local containers can't mix them.
     Metrics are never worth failing a batch for: a problem here is logged, not raised."""
     try:
         metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="trawl")
         metrics.add_dimension(name="platform", value=platform)
+        metrics.add_dimension(name="stack", value=stack)
         for name, value in counts.items():
             metrics.add_metric(name=f"items_{name}", unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
@@ -194,6 +197,7 @@ async def _fetch_and_store(run: _Invocation, delivery: _Delivery, fetcher: Fetch
         reason=reason,
         records=len(fetched.records),
         page=_page(item),
+        field_counts=field_counts(f.data for f in fetched.records if f.status == "ok"),
         **_calls(calls),
     )
     return await _store(run, delivery, _write_found(run, item, fetched), outcome, _counted(status))

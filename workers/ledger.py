@@ -7,9 +7,10 @@ changes no count.
 An item row holds: outcome, last_delivery (the delivery last written, so one is never written
 twice, and the row's version for the conditional write), receives and records, info (when, and
 why the last delivery failed), calls and throttled_calls (upstream calls made for it, and how
-many were answered 429/503), expires_at (its TTL), page_from (tiktok/videos: the page its last
-counted message started at), and while dead-lettered or stale the sparse index's keys. Its job
-and item key are in its partition key.
+many were answered 429/503), field_counts (per data field, how many of its ok records have a
+value: summed over a tiktok/videos account's pages like `records`), expires_at (its TTL),
+page_from (tiktok/videos: the page its last counted message started at), and while
+dead-lettered or stale the sparse index's keys. Its job and item key are in its partition key.
 
 Why a Put conditioned on the version read, not an UpdateItem with the rules in its condition:
 the same one-item atomic write, but the rules read as plain Python, and an UpdateItem of this
@@ -18,7 +19,9 @@ many clauses costs the embedded DynamoDB (moto) four times a Put."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -43,6 +46,8 @@ class Outcome:
     page: int | None = None  # tiktok/videos: the page a delivery that wrote records started at
     calls: int = 0  # upstream calls this delivery made
     throttled: int = 0  # of them, answered 429/503
+    # Of the ok records this delivery wrote, per data field, how many have a value.
+    field_counts: Mapping[str, int] = field(default_factory=dict)
 
 
 def next_row(
@@ -70,6 +75,10 @@ def next_row(
         "info": info,
         "expires_at": expires_at(now, ttl_days),
     }
+    field_counts = Counter({name: int(n) for name, n in (old.get("field_counts") or {}).items()})
+    field_counts.update(what.field_counts)
+    if field_counts:
+        row["field_counts"] = dict(field_counts)
     page = what.page if what.page is not None else old.get("page_from")
     if page is not None:
         row["page_from"] = int(page)

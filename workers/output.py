@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from models import AccountData, OutputRecord, ProductData, VideoData
@@ -34,6 +36,15 @@ _BASE_COLUMNS = (
     "context",
     "detail",
 )
+
+
+def field_counts(found: Iterable[AccountData | VideoData | ProductData]) -> dict[str, int]:
+    """Per data field, how many of these records' data have a value (not null): what the job
+    ledger sums into the job's field coverage."""
+    counts: Counter[str] = Counter()
+    for data in found:
+        counts.update(name for name, value in data if value is not None)
+    return dict(counts)
 
 
 def output_key(record: OutputRecord, job_date: str, fmt: str) -> str:

@@ -15,6 +15,9 @@ class WorkerSettings(BaseModel):
     platform: Platform
     data_bucket: str
     queue_url: str
+    # The CloudFormation stack the worker belongs to: a dimension of its metrics, so that two
+    # stacks in one account publish apart.
+    stack_name: str = "trawl"
     output_format: Literal["json", "csv"] = "json"
     tikapi_base_url: str = "https://api.tikapi.io"
     tikapi_key_parameter: str | None = None

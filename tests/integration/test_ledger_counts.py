@@ -4,6 +4,7 @@ twice, retried, re-driven or folded. The embedded AWS, the table as template.yam
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,6 +68,15 @@ class Table:
         assert view is not None
         return {k: v for k, v in view.counts.outcomes.items() if v}
 
+    def per_minute(self) -> Counter[str]:
+        """The job's minute counters, summed over its minutes."""
+        view = read_job(self.db, self.name, JOB)
+        assert view is not None
+        total: Counter[str] = Counter()
+        for _, counts in view.counts.timeline():
+            total.update(counts)
+        return total
+
 
 def _wire(key: dict[str, str]) -> dict[str, Any]:
     return {k: {"S": v} for k, v in key.items()}
@@ -101,6 +111,23 @@ def test_each_change_counts_once_however_often_its_batch_is_handed_over(table: T
     assert table.outcomes() == {"ok": 2, "not_found": 1}
     assert (view.counts.records, view.counts.deliveries) == (3, 4)
     assert dict(view.counts.reasons) == {"throttled": 1, "not_found": 1}
+
+
+def test_minutes_and_coverage_count_once_however_often_their_batch_is_handed_over(table: Table) -> None:
+    table.record("a", "m1:1", "pending", reason="throttled", calls=3, throttled=2)
+    table.record("a", "m1:2", "ok", records=1, calls=1, field_counts={"name": 1, "price": 1})
+    table.record("b", "m2:1", "ok", records=1, calls=1, field_counts={"name": 1})
+    table.record("c", "m3:1", "not_found", reason="not_found", records=1, calls=1)
+    batch = table.new_records()[1:]
+
+    table.apply(batch)
+    table.apply(batch)  # Lambda's retry of the same batch
+    table.apply(batch[:2])  # ...and of a shorter one
+
+    assert table.per_minute() == Counter(ended=3, ok=2, throttled=2)
+    view = read_job(table.db, table.name, JOB)
+    assert view is not None
+    assert view.counts.coverage(["name", "price", "brand"]) == {"name": 1.0, "price": 0.5, "brand": 0.0}
 
 
 def test_duplicate_deliveries_and_settled_items_change_no_count(table: Table) -> None:
@@ -144,9 +171,11 @@ def test_folding_keeps_the_counts_and_a_fold_cut_short_counts_nothing_twice(tabl
     table.db.delete_item = lambda **kw: deleted.append(kw)  # dies before its deletes
     assert table.counts.fold(JOB, view.rows)
     assert table.outcomes() == before == {"ok": FOLD_AT + 6}
+    assert table.per_minute() == Counter(ended=FOLD_AT + 6, ok=FOLD_AT + 6)
     table.db.delete_item = real_delete
 
     again = read_job(table.db, table.name, JOB)
     assert again is not None
     table.counts.fold(JOB, again.rows)  # nothing left to fold: the covered deltas do not count
     assert table.outcomes() == before
+    assert table.per_minute() == Counter(ended=FOLD_AT + 6, ok=FOLD_AT + 6)

@@ -1,6 +1,8 @@
-"""The API key's shared rate budget (workers/ratelimit.py) against the embedded DynamoDB: the
-60-second window it guarantees across workers, the cut a 429 makes (the key's, or one
-platform's alone), the workers' calls under it, and a batch of 100 under a deadline."""
+"""The API key's shared rate budget (workers/ratelimit.py): the 60-second window it guarantees
+across workers, the cut a 429 makes (the key's, or one platform's alone), the workers' calls
+under it, and a batch of 100 under a deadline. Against the embedded DynamoDB, except the
+simulations of minutes of takes, which run on an in-memory table with the same conditional
+writes (tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from bench.common import most_in_window
+from tests.fakes import MemoryDynamoDB
 from tests.helpers import account_item, invoke_worker, product_item, receive_batch, records
 from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
@@ -45,13 +48,17 @@ def _limiter(local: LocalSession, key: str, per_minute: int, platform: str, cloc
     return RateLimiter(db, local.stack.ledger_table, key, per_minute, platform, clock=clock)
 
 
-def test_two_workers_on_one_key_never_exceed_the_limit_in_any_60_seconds(local: LocalSession) -> None:
+def _in_memory(db: MemoryDynamoDB, key: str, per_minute: int, platform: str, clock: Clock) -> RateLimiter:
+    return RateLimiter(db, "ledger", key, per_minute, platform, clock=clock)
+
+
+def test_two_workers_on_one_key_never_exceed_the_limit_in_any_60_seconds() -> None:
     """Two environments (Shopee's and Tokopedia's workers) take calls from one budget as fast
     as it lets them, for five minutes of clock: no 60 s window holds more than the limit, and
     together they use at least nine tenths of it."""
-    clock, per_minute = Clock(), 120
-    shopee = _limiter(local, "window-test", per_minute, "shopee", clock)
-    tokopedia = _limiter(local, "window-test", per_minute, "tokopedia", clock)
+    clock, per_minute, db = Clock(), 120, MemoryDynamoDB()
+    shopee = _in_memory(db, "window-test", per_minute, "shopee", clock)
+    tokopedia = _in_memory(db, "window-test", per_minute, "tokopedia", clock)
     calls: dict[str, list[float]] = {"shopee": [], "tokopedia": []}
     end, order = clock.now + 300, random.Random(7)
     while clock.now < end:
@@ -71,9 +78,9 @@ def test_two_workers_on_one_key_never_exceed_the_limit_in_any_60_seconds(local: 
     assert min(len(calls["shopee"]), len(calls["tokopedia"])) > len(every) / 4  # both got a share
 
 
-def test_an_idle_platform_leaves_its_share_to_the_others(local: LocalSession) -> None:
+def test_an_idle_platform_leaves_its_share_to_the_others() -> None:
     clock, per_minute = Clock(), 600
-    alone = _limiter(local, "share-test", per_minute, "shopee", clock)
+    alone = _in_memory(MemoryDynamoDB(), "share-test", per_minute, "shopee", clock)
     taken = 0
     end = clock.now + 120
     while clock.now < end:
@@ -102,13 +109,13 @@ def test_a_user_limit_429_halves_the_keys_rate_and_it_grows_back(local: LocalSes
     assert other.take(1000)[0] >= int(rate * 0.95)
 
 
-def test_a_domain_limit_429_slows_only_that_platform(local: LocalSession) -> None:
+def test_a_domain_limit_429_slows_only_that_platform() -> None:
     """After Shopee's website answers 429, both platforms take as fast as they may for 20 s:
     Shopee runs at its own cut rate (half, growing back), and the key's whole rate is still
     used, Tokopedia taking the rest; a cut of the key's rate would have lowered the total."""
-    clock, per_minute = Clock(), 600
-    shopee = _limiter(local, "domain-test", per_minute, "shopee", clock)
-    tokopedia = _limiter(local, "domain-test", per_minute, "tokopedia", clock)
+    clock, per_minute, db = Clock(), 600, MemoryDynamoDB()
+    shopee = _in_memory(db, "domain-test", per_minute, "shopee", clock)
+    tokopedia = _in_memory(db, "domain-test", per_minute, "tokopedia", clock)
     _, rate = limits(per_minute)
     shopee.take(1000)  # empty the bucket
     asyncio.run(shopee.throttled("domain"))
@@ -127,6 +134,24 @@ def test_a_domain_limit_429_slows_only_that_platform(local: LocalSession) -> Non
     assert got["shopee"] <= rate * 20 * (2 / 3) + 2
     assert got["tokopedia"] >= rate * 20 * 0.25
     assert sum(got.values()) >= rate * 20 * 0.9
+
+
+def test_a_take_that_loses_the_write_to_another_worker_reads_again() -> None:
+    """Between Shopee's read of the bucket and its write, Tokopedia empties it: Shopee's write
+    is refused (the row's version moved on), and it reads again and waits, so the bucket's
+    tokens are spent once, not by both."""
+    clock, per_minute, db = Clock(), 600, MemoryDynamoDB()
+    shopee = _in_memory(db, "race-test", per_minute, "shopee", clock)
+    tokopedia = _in_memory(db, "race-test", per_minute, "tokopedia", clock)
+    capacity, _ = limits(per_minute)
+    assert shopee.take(1) == (1, 0.0)
+    taken_meanwhile: list[int] = []
+    db.before_next_put = lambda: taken_meanwhile.append(tokopedia.take(1000)[0])
+
+    granted, wait = shopee.take(1000)
+
+    assert taken_meanwhile == [int(capacity) - 1]
+    assert granted == 0 and wait > 0
 
 
 def test_workers_calls_stay_inside_the_budget_and_a_domain_429_slows_only_its_platform(

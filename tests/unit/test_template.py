@@ -347,6 +347,17 @@ def failure_destinations(translated: Template) -> dict[str, str]:
     return found
 
 
+def schedule_dead_letters(translated: Template) -> set[str]:
+    """Queues an EventBridge Scheduler schedule sends the firings it could not deliver to."""
+    found = set()
+    for schedule in resources_of_type(translated, "AWS::Scheduler::Schedule").values():
+        target = schedule.get("Properties", {}).get("Target", {})
+        queue = getatt_target(target.get("DeadLetterConfig", {}).get("Arn"))
+        if queue is not None:
+            found.add(queue)
+    return found
+
+
 def ledger_readers(translated: Template) -> set[str]:
     """Functions fed by a DynamoDB stream (the ledger function)."""
     found = set()
@@ -438,6 +449,7 @@ def check_redrive(translated: Template) -> list[str]:
                     f"Timeout {timeout!r} + its batching window {window!r}"
                 )
     consumed = {worker.queue for worker in found} | set(failure_destinations(translated).values())
+    consumed |= schedule_dead_letters(translated)
     for queue_id in queues:
         if queue_id not in consumed and queue_id not in dead_letter_queues:
             problems.append(
@@ -553,7 +565,7 @@ def check_least_privilege(translated: Template) -> list[str]:
                 continue
             problems += _broad_grant_problems(grant)
             if "s3" in grant.services:
-                problems += _s3_problems(grant, arns, worker)
+                problems += _s3_problems(grant, arns, worker, producer=function_id in producer_ids)
             if "sqs" in grant.services and function_id in readers:
                 problems += _ledger_sqs_problems(grant, work_queues, dead_letter_queues(translated))
             elif "sqs" in grant.services:
@@ -568,7 +580,7 @@ def check_least_privilege(translated: Template) -> list[str]:
 
 
 # What each kind of function may do in the ledger table, and which of its rows (LeadingKeys).
-LEDGER_ACCESS = {
+LEDGER_ACCESS: dict[str, tuple[set[str], tuple[str, ...] | None]] = {
     "worker": ({"dynamodb:batchgetitem", "dynamodb:putitem"}, ("ITEM#*",)),
     "producer": ({"dynamodb:putitem", "dynamodb:updateitem"}, ("JOB#*",)),
     "ledger": (
@@ -588,6 +600,9 @@ LEDGER_ACCESS = {
 }
 
 
+# The producer also queries a watch list's jobs (the `watch` index) and their counts, read only.
+WATCH_QUERY_KEYS = ("JOB#*", "WATCH#*")
+
 # A worker also reads and writes its API key's one rate-budget row, and no other.
 RATE_BUDGET_KEYS = (("RATE#tikapi",), ("RATE#zyte",))
 RATE_BUDGET_ACCESS = {"dynamodb:getitem", "dynamodb:putitem"}
@@ -599,6 +614,8 @@ def _dynamodb_problems(grant: Grant, role_kind: str, tables: set[str]) -> list[s
     allowed, keys = LEDGER_ACCESS[role_kind]
     if role_kind == "worker" and grant.leading_keys in RATE_BUDGET_KEYS:
         allowed, keys = RATE_BUDGET_ACCESS, grant.leading_keys  # the API key's rate budget row
+    if role_kind == "producer" and grant.leading_keys == WATCH_QUERY_KEYS:
+        allowed, keys = {"dynamodb:query"}, WATCH_QUERY_KEYS
     problems = []
     extra = {a.lower() for a in grant.actions if a.lower().startswith("dynamodb:")} - allowed
     if extra:
@@ -640,7 +657,7 @@ def _broad_grant_problems(grant: Grant) -> list[str]:
     return problems
 
 
-def _s3_problems(grant: Grant, arns: set[str], worker: Worker | None) -> list[str]:
+def _s3_problems(grant: Grant, arns: set[str], worker: Worker | None, producer: bool = False) -> list[str]:
     writes = any(not action.lower().startswith(("s3:get", "s3:list")) for action in grant.actions)
     listing_only = all(action.lower() == "s3:listbucket" for action in grant.actions)
     problems = []
@@ -648,6 +665,10 @@ def _s3_problems(grant: Grant, arns: set[str], worker: Worker | None) -> list[st
         key = s3_key(resource, arns)
         if key == "" and listing_only:
             continue  # key names only; without it S3 answers a missing key with 403, not 404
+        if key is not None and key.startswith("watch/"):
+            if writes or not producer:
+                problems.append(f"{grant.describe()}: only the producer may read watch/, and only read it")
+            continue
         if key is None or not ALLOWED_KEY_PREFIX.match(key):
             problems.append(
                 f"{grant.describe()}: {resource!r} is not under input/, jobs/ or "
@@ -852,6 +873,51 @@ def check_upstream_urls(translated: Template) -> list[str]:
     return problems
 
 
+def check_schedules(translated: Template) -> list[str]:
+    """Every EventBridge Scheduler schedule targets a function of this template, retries, keeps
+    what it cannot deliver in a dead-letter queue with an alarm on it, is named after the stack,
+    and its role may only invoke that function and send to that queue."""
+    problems = []
+    schedules = resources_of_type(translated, "AWS::Scheduler::Schedule")
+    functions = resources_of_type(translated, "AWS::Lambda::Function")
+    alarmed = {
+        str(render(d.get("Value")))
+        for alarm in resources_of_type(translated, "AWS::CloudWatch::Alarm").values()
+        for d in alarm["Properties"].get("Dimensions", [])
+    }
+    for schedule_id, schedule in schedules.items():
+        props = schedule["Properties"]
+        target = props.get("Target", {})
+        function = getatt_target(target.get("Arn"))
+        queue = getatt_target(target.get("DeadLetterConfig", {}).get("Arn"))
+        if function not in functions:
+            problems.append(f"{schedule_id}: its target is not a function of this template")
+        if queue is None:
+            problems.append(f"{schedule_id}: no DeadLetterConfig, so a firing it cannot deliver is lost")
+        elif f"{queue}.QueueName" not in alarmed:
+            problems.append(f"{schedule_id}: no alarm watches its dead-letter queue {queue}")
+        retry = target.get("RetryPolicy", {})
+        if not retry.get("MaximumRetryAttempts"):
+            problems.append(f"{schedule_id}: no RetryPolicy retries a firing that fails")
+        if "${AWS::StackName}" not in str(render(props.get("Name"))):
+            problems.append(f"{schedule_id}: its Name does not include the stack's, so two stacks collide")
+        role = getatt_target(target.get("RoleArn"))
+        if role is None:
+            problems.append(f"{schedule_id}: no role of this template")
+            continue
+        allowed = {("lambda:invokefunction", f"{function}.Arn"), ("sqs:sendmessage", f"{queue}.Arn")}
+        for grant in role_grants(translated, role):
+            problems += _broad_grant_problems(grant)
+            for action in grant.actions:
+                for resource in grant.resources:
+                    if (action.lower(), resource) not in allowed:
+                        problems.append(
+                            f"{grant.describe()}: the schedule's role may only invoke {function} "
+                            f"and send to {queue}, not {action} on {resource}"
+                        )
+    return problems
+
+
 CHECKS: dict[str, Check] = {
     "concurrency": check_concurrency,
     "partial_batch": check_partial_batch,
@@ -863,6 +929,7 @@ CHECKS: dict[str, Check] = {
     "async_failures": check_async_failures,
     "alarms": check_alarms,
     "upstream_urls": check_upstream_urls,
+    "schedules": check_schedules,
 }
 
 
@@ -1242,7 +1309,37 @@ def _upstream_url_allows_http(template: Template, worker: SamWorker) -> str:
     return "TikApiBaseUrl"
 
 
+def _schedule(template: Template) -> tuple[str, dict[str, Any]]:
+    ((schedule_id, schedule),) = resources_of_type(template, "AWS::Scheduler::Schedule").items()
+    return schedule_id, schedule["Properties"]
+
+
+def _schedule_role_reads_queues(template: Template, worker: SamWorker) -> str:
+    _, props = _schedule(template)
+    role_id = props["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    statements = template["Resources"][role_id]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    statements.append(
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": [worker.queue_id, "Arn"]}}
+    )
+    return role_id
+
+
+def _schedule_without_dead_letter_queue(template: Template, worker: SamWorker) -> str:
+    schedule_id, props = _schedule(template)
+    del props["Target"]["DeadLetterConfig"]
+    return schedule_id
+
+
+def _schedule_without_retries(template: Template, worker: SamWorker) -> str:
+    schedule_id, props = _schedule(template)
+    del props["Target"]["RetryPolicy"]
+    return schedule_id
+
+
 MUTATIONS: list[tuple[str, Mutation, Check]] = [
+    ("schedule_role_sends_to_work_queue", _schedule_role_reads_queues, check_schedules),
+    ("schedule_without_dead_letter_queue", _schedule_without_dead_letter_queue, check_schedules),
+    ("schedule_without_retries", _schedule_without_retries, check_schedules),
     ("worker_resource_star", _worker_resource_star, check_least_privilege),
     ("worker_service_wildcard", _worker_service_wildcard, check_least_privilege),
     ("worker_whole_bucket", _worker_whole_bucket, check_least_privilege),

@@ -102,7 +102,7 @@ def test_metrics_are_emitted_per_platform(
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
-    _publish("shopee", {"ok": 7, "permanent": 1, "retried": 2, "dead_lettered": 1})
+    _publish("shopee", "trawl", {"ok": 7, "permanent": 1, "retried": 2, "dead_lettered": 1})
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert emf["platform"] == "shopee"
     assert (emf["items_ok"], emf["items_permanent"], emf["items_retried"], emf["items_dead_lettered"]) == (

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from models import PAIRS, pair_problem
+from models import PAIRS, JobManifest, pair_problem
 from models.endpoints import check_upstream_url
 from trawl.cli.common import (
     DataDir,
@@ -31,9 +35,11 @@ from trawl.cli.common import (
     attach,
     console,
     out,
+    require_stack,
 )
 from trawl.cli.render import (
     print_summaries,
+    render_summary,
     show_finished,
 )
 from trawl.local.parameters import (
@@ -51,7 +57,16 @@ from trawl.sandbox import Faults
 from trawl.stack.describe import Stack
 from trawl.stack.jobs import load_manifest
 from trawl.stack.running import UpState, clear, running_stack, state_file
-from trawl.stack.submit import AttachedSession, JobSummary, Session, copy_to_data_dir, submit, wait_for_jobs
+from trawl.stack.submit import (
+    AttachedSession,
+    JobSummary,
+    Session,
+    copy_to_data_dir,
+    start_rerun,
+    submit_file,
+    wait_for_jobs,
+)
+from trawl.stack.watch import WatchError
 
 TikApiUrlOpt = Annotated[
     str | None,
@@ -267,6 +282,16 @@ def _refuse_stack_settings(up: UpState | None, upstreams: Upstreams, parameters:
     raise typer.Exit(2)
 
 
+@dataclass(frozen=True)
+class _Started:
+    job_id: str
+    label: str
+    earlier: JobManifest | None = None  # the stack had processed this file before: that job
+
+
+StartFn = Callable[[Session], list[_Started]]
+
+
 def _run_files(
     files: list[tuple[Path, str, str]],
     faults: Faults,
@@ -276,12 +301,36 @@ def _run_files(
     endpoint_url: str | None = None,
     upstreams: Upstreams | None = None,
     parameters: dict[str, str] | None = None,
-) -> list[JobSummary]:
+    again: bool = False,
+) -> list[tuple[JobSummary, JobManifest | None]]:
+    def start(session: Session) -> list[_Started]:
+        started = []
+        for path, platform, kind in files:
+            submitted = submit_file(session, path, platform, kind, again=again)
+            started.append(_Started(submitted.job_id, f"{platform}/{kind} {path.name}", submitted.earlier))
+        return started
+
+    return _run_jobs(start, faults, data_dir, quiet, stack_name, endpoint_url, upstreams, parameters)
+
+
+def _run_jobs(
+    start: StartFn,
+    faults: Faults,
+    data_dir: Path,
+    quiet: bool,
+    stack_name: str | None = None,
+    endpoint_url: str | None = None,
+    upstreams: Upstreams | None = None,
+    parameters: dict[str, str] | None = None,
+) -> list[tuple[JobSummary, JobManifest | None]]:
+    """Start jobs on a session (`start`), follow them to their end with a progress bar, copy
+    their output to the data dir: each job's summary, and the earlier job it is, if it is one."""
     with ExitStack() as ctx:
         session = _open_session(
             ctx, faults, quiet, stack_name, endpoint_url, upstreams or Upstreams(), parameters
         )
-        jobs = [submit(session, path, platform, kind) for path, platform, kind in files]
+        started = start(session)
+        jobs = [s.job_id for s in started]
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -291,10 +340,7 @@ def _run_files(
             disable=quiet,
             transient=False,
         ) as bar:
-            tasks: dict[str, TaskID] = {
-                job_id: bar.add_task(f"{platform}/{kind} {path.name}", total=None)
-                for job_id, (path, platform, kind) in zip(jobs, files, strict=True)
-            }
+            tasks: dict[str, TaskID] = {s.job_id: bar.add_task(s.label, total=None) for s in started}
 
             def on_progress(job_id: str, done: int, total: int, producing: bool) -> None:
                 # While the producer is still reading the file the total is not known yet: "800/?",
@@ -316,7 +362,29 @@ def _run_files(
         copy_to_data_dir(stack, data_dir, prefixes or ("output/", "jobs/"))
         for summary in summaries:
             summary.data_dir = str(data_dir)
-        return summaries
+        return [(summary, s.earlier) for summary, s in zip(summaries, started, strict=True)]
+
+
+def _print_runs(
+    runs: list[tuple[JobSummary, JobManifest | None]], as_json: bool, many: bool, file: str
+) -> None:
+    """The summaries; an earlier job's under a heading saying so, with how to fetch it again."""
+    if as_json:
+        payloads = [s.to_dict() | {"earlier_job": earlier is not None} for s, earlier in runs]
+        typer.echo(json.dumps(payloads if many else payloads[0], indent=2))
+        return
+    for summary, earlier in runs:
+        if earlier is not None:
+            when = f"{earlier.created_at:%Y-%m-%d %H:%M} UTC"
+            console.print(
+                f"[yellow]already processed[/]: {escape(earlier.input.key)} (these very bytes) was job "
+                f"{earlier.job_id}, started {when}; nothing new was fetched. To fetch it again as a new "
+                f"job: `trawl run {escape(file)} --again` or `trawl rerun {earlier.job_id}`."
+            )
+            out.print(f"\n[bold]Earlier job {earlier.job_id}[/] (from {earlier.job_date}, not a new run):")
+            render_summary(summary)
+        else:
+            print_summaries([summary], False, many=False)
 
 
 def _interrupted(session: Session, jobs: list[str]) -> None:
@@ -377,18 +445,52 @@ def run(
     tikapi_key_file: TikApiKeyFileOpt = None,
     zyte_key_file: ZyteKeyFileOpt = None,
     parameter: ParameterOpt = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again", help="Fetch again as a new job (dated today) a file this stack has processed."
+        ),
+    ] = False,
 ) -> None:
-    """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one)."""
+    """Run one CSV through the whole pipeline (the `trawl up` stack if one runs, else a private one);
+    a file that stack has processed already is shown, not fetched again, unless --again."""
     _quiet_logs(verbose)
     pair = infer_pair(file, platform, kind)
     spec, upstreams, parameters = _local_options(
         faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
     )
-    summaries = _run_files(
-        [(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters
+    runs = _run_files(
+        [(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters, again=again
     )
-    print_summaries(summaries, as_json, many=False)
-    if not summaries[0].succeeded:
+    _print_runs(runs, as_json, many=False, file=str(file))
+    summary, earlier = runs[0]
+    if earlier is None and not summary.succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rerun(
+    job: Annotated[str, typer.Argument(help="The job whose input to fetch again.")],
+    data_dir: DataDir = Path("trawl-data"),
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    stack: StackOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Fetch a job's input again as a new job, dated today (the earlier job's records stay)."""
+    _quiet_logs(verbose)
+    target = require_stack(stack, endpoint_url)
+
+    def start(session: Session) -> list[_Started]:
+        try:
+            return [_Started(start_rerun(session, job), f"re-run of {job}")]
+        except WatchError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from exc
+
+    runs = _run_jobs(start, Faults.parse(""), data_dir, as_json, target.name if stack else None, endpoint_url)
+    print_summaries([s for s, _ in runs], as_json, many=False)
+    if not runs[0][0].succeeded:
         raise typer.Exit(1)
 
 
@@ -413,8 +515,8 @@ def demo(
         faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
     )
     files = [(sample_path(name), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
-    summaries = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
-    print_summaries(summaries, as_json, many=True)
+    runs = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
+    print_summaries([s for s, _ in runs], as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"
         # As the user called it: after `make demo` that is .venv/bin/trawl, not a `trawl` on PATH.
@@ -447,7 +549,12 @@ def up(
         session = _enter_local_session(ctx, spec, parameters, upstreams)
         session.runtime.watch_uploads()
         session.runtime.announce_finished_jobs(show_finished)
-        state = up_state(session)
+        # Imported here: the web server's packages load only for the commands that serve it.
+        from trawl.ui import start_dashboard
+
+        dashboard = start_dashboard(session.stack)
+        ctx.callback(dashboard.stop)
+        state = dataclasses.replace(up_state(session), ui_url=dashboard.url)
         state.save()
         ctx.callback(clear, state.pid)
         console.status("").stop()
@@ -457,6 +564,7 @@ def up(
             f"  AWS endpoint  {state.endpoint_url}",
             f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)",
             f"  Lambda        {state.lambda_url}  (the local stand-in's Invoke API)",
+            f"  dashboard     {dashboard.url}",
             *(f"  {name:<13} {where}" for name, where in upstreams.describe(state.sandbox_url)),
             *([f"  parameters    {escape(shown)}"] if parameters else []),
             f"  state file    {state_file()}",

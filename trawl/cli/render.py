@@ -53,6 +53,8 @@ def render_summary(s: JobSummary) -> None:
         out.print("  failure reasons: " + " · ".join(f"{r} {n}" for r, n in s.failure_reasons.items()))
     if s.calls:
         out.print(f"  upstream calls: {s.calls} · throttled (429/503) {s.throttled_calls}")
+    if s.coverage:
+        out.print(f"  field coverage: {coverage_line(s.coverage)}")
     if s.rate:
         r = s.rate
         allowed = f"allowed now {r['allowed_per_minute']:,}/min"
@@ -69,6 +71,18 @@ def render_summary(s: JobSummary) -> None:
             data_dir / "jobs" / s.job_id / "rejects.csv" if data_dir else f"s3 jobs/{s.job_id}/rejects.csv"
         )
         out.print(f"  rejects: {where}")
+
+
+def coverage_line(coverage: dict[str, float]) -> str:
+    """The fields some ok records lack a value for, emptiest first, and how many have it always.
+    Shares are rounded down, so a field missing from one record in a thousand is not "100%"."""
+    short = sorted((share, name) for name, share in coverage.items() if share < 1)
+    full = len(coverage) - len(short)
+    parts = [f"{name} {int(share * 100)}%" for share, name in short]
+    if full:
+        fields = f"{full} field" + ("s" if full > 1 else "")
+        parts.append(f"the other {fields} 100%" if short else f"all {fields} 100%")
+    return " · ".join(parts)
 
 
 def show_finished(detail: dict[str, object]) -> None:

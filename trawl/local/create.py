@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import zipfile
 from typing import Any
 
-from trawl.local.parameters import UPSTREAM_URL_PARAMETERS, check_parameters
+from trawl.local.events import ACCOUNT
+from trawl.local.parameters import UPSTREAM_URL_PARAMETERS, ParameterError, check_parameters
 from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
+from trawl.stack import cron
 from trawl.stack.describe import Stack, describe_stack
 from trawl.stack.endpoint import Endpoint
 
@@ -30,6 +33,11 @@ UNSUPPORTED_LOCALLY = {
 # Types moto's CloudFormation cannot create that the local Lambda stand-in does act on: their
 # settings are recorded through moto's Lambda API instead, where the stand-in reads them back.
 RECORDED_THROUGH_LAMBDA_API = {"AWS::Lambda::EventInvokeConfig"}
+
+
+# Likewise, recorded through moto's EventBridge Scheduler API, which stores schedules but never
+# fires them: the Lambda stand-in reads them back and fires them (trawl/local/schedules.py).
+RECORDED_THROUGH_SCHEDULER_API = {"AWS::Scheduler::Schedule"}
 
 
 # The API keys the sandbox accepts: what the embedded SSM holds unless a real upstream's key is given.
@@ -51,16 +59,19 @@ def create_local_stack(
     template = load_template()
     parameters = check_parameters(template, parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
     translated = translate(template, parameters)
-    recorded = []
+    recorded, schedules = [], []
     for logical_id, resource in list(translated["Resources"].items()):
         if resource["Type"] in RECORDED_THROUGH_LAMBDA_API:
             recorded.append(translated["Resources"].pop(logical_id))
+        elif resource["Type"] in RECORDED_THROUGH_SCHEDULER_API:
+            schedules.append(translated["Resources"].pop(logical_id))
         elif resource["Type"] in UNSUPPORTED_LOCALLY:
             log.warning("local stack skips %s (%s): moto cannot create it", logical_id, resource["Type"])
             del translated["Resources"][logical_id]
     _upload_placeholder_code(endpoint)
     values = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
     values |= {k: str(v) for k, v in parameters.items()}
+    _check_schedules(schedules, values)
     _put_api_keys(endpoint, values, SANDBOX_KEYS | (api_keys or {}))
     cfn = endpoint.client("cloudformation")
     cfn.create_stack(
@@ -69,7 +80,9 @@ def create_local_stack(
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     )
-    resolve = _Resolver(endpoint, name, values)
+    resolve = _Resolver(endpoint, name, values, translated.get("Conditions", {}))
+    for resource in schedules:
+        _record_schedule(endpoint, resolve(resource["Properties"]))
     for resource in recorded:
         props = resource["Properties"]
         config: dict[str, Any] = {
@@ -85,13 +98,56 @@ def create_local_stack(
     return describe_stack(endpoint, name)
 
 
-class _Resolver:
-    """Ref and GetAtt values in a translated template, for the properties trawl records itself
-    (moto resolved everything else when it created the stack)."""
+def _check_schedules(schedules: list[dict[str, Any]], parameters: dict[str, str]) -> None:
+    """A schedule the local stand-in could not fire is refused before anything starts."""
+    for resource in schedules:
+        props = resource["Properties"]
+        expression, timezone = props["ScheduleExpression"], props.get("ScheduleExpressionTimezone", "UTC")
+        named = expression.get("Ref") if isinstance(expression, dict) else None
+        if isinstance(expression, dict):
+            expression = parameters[expression["Ref"]]
+        if isinstance(timezone, dict):
+            timezone = parameters[timezone["Ref"]]
+        try:
+            cron.parse(expression, timezone)
+        except cron.ExpressionError as exc:
+            raise ParameterError(f"{named or 'ScheduleExpression'}: {exc}", parameter=named) from exc
 
-    def __init__(self, endpoint: Endpoint, stack_name: str, parameters: dict[str, str]) -> None:
+
+def _record_schedule(endpoint: Endpoint, props: dict[str, Any]) -> None:
+    target = {k: props["Target"][k] for k in ("Arn", "RoleArn", "Input", "RetryPolicy", "DeadLetterConfig")}
+    endpoint.client("scheduler").create_schedule(
+        Name=props["Name"],
+        Description=props.get("Description", ""),
+        ScheduleExpression=props["ScheduleExpression"],
+        ScheduleExpressionTimezone=props.get("ScheduleExpressionTimezone", "UTC"),
+        FlexibleTimeWindow={
+            k: (int(v) if k == "MaximumWindowInMinutes" else v)
+            for k, v in props["FlexibleTimeWindow"].items()
+        },
+        State=props.get("State", "ENABLED"),
+        Target=target,
+    )
+
+
+_NO_VALUE = object()
+
+
+class _Resolver:
+    """Ref, GetAtt, Sub and If values in a translated template, for the properties trawl records
+    itself (moto resolved everything else when it created the stack)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        stack_name: str,
+        parameters: dict[str, str],
+        conditions: dict[str, Any] | None = None,
+    ) -> None:
         self._endpoint = endpoint
+        self._stack_name = stack_name
         self._parameters = parameters
+        self._conditions = conditions or {}
         resources = endpoint.client("cloudformation").describe_stack_resources(StackName=stack_name)
         # moto lists some resources it only records (no model) without their logical ids.
         self._physical = {
@@ -99,28 +155,64 @@ class _Resolver:
         }
 
     def __call__(self, value: Any) -> Any:
-        if isinstance(value, dict) and set(value) == {"Ref"}:
-            name = value["Ref"]
-            return (
-                self._parameters[name]
-                if name in self._parameters
-                else self._physical[name]["PhysicalResourceId"]
-            )
-        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
-            logical, attribute = value["Fn::GetAtt"]
-            resource = self._physical[logical]
-            if resource["ResourceType"] == "AWS::SQS::Queue" and attribute == "Arn":
-                sqs = self._endpoint.client("sqs")
-                url = resource["PhysicalResourceId"]
-                return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        if isinstance(value, dict) and len(value) == 1:
+            ((function, argument),) = value.items()
+            if function == "Ref":
+                return self._ref(argument)
+            if function == "Fn::GetAtt":
+                return self._attribute(*argument)
+            if function == "Fn::Sub" and isinstance(argument, str):
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self._ref(m.group(1))), argument)
+            if function == "Fn::If":
+                condition, then, otherwise = argument
+                return self(then if self._condition(self._conditions[condition]) else otherwise)
+        if isinstance(value, dict):
+            resolved = {k: self(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+        if isinstance(value, list):
+            return [v for v in map(self, value) if v is not _NO_VALUE]
+        return value
+
+    def _ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::StackName": self._stack_name,
+            "AWS::Region": self._endpoint.region,
+            "AWS::AccountId": ACCOUNT,
+        }
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in pseudo:
+            return pseudo[name]
+        return (
+            self._parameters[name] if name in self._parameters else self._physical[name]["PhysicalResourceId"]
+        )
+
+    def _condition(self, value: Any) -> bool:
+        ((function, argument),) = value.items()
+        if function == "Fn::Equals":
+            left, right = (str(self(v)) for v in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._condition(argument[0])
+        if function == "Condition":
+            return self._condition(self._conditions[argument])
+        raise ValueError(f"cannot evaluate the condition {function} locally")
+
+    def _attribute(self, logical: str, attribute: str) -> str:
+        resource = self._physical[logical]
+        kind, physical = resource["ResourceType"], resource["PhysicalResourceId"]
+        if attribute == "Arn" and kind == "AWS::SQS::Queue":
+            sqs = self._endpoint.client("sqs")
+            return str(
+                sqs.get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])["Attributes"][
                     "QueueArn"
                 ]
-            raise ValueError(f"cannot resolve {logical}.{attribute} locally")
-        if isinstance(value, dict):
-            return {k: self(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self(v) for v in value]
-        return value
+            )
+        if attribute == "Arn" and kind == "AWS::Lambda::Function":
+            return f"arn:aws:lambda:{self._endpoint.region}:{ACCOUNT}:function:{physical}"
+        if attribute == "Arn" and kind == "AWS::IAM::Role":
+            return f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+        raise ValueError(f"cannot resolve {logical}.{attribute} locally")
 
 
 def _upload_placeholder_code(endpoint: Endpoint) -> None:

@@ -27,7 +27,7 @@ from trawl.local.artifacts import Artifact, stage
 from trawl.local.environment import ContainerDied, Environment
 from trawl.local.events import s3_object_created, sqs_event
 from trawl.local.invoke import LOCAL_RETRY_DELAYS_S, AsyncInvocations, Invocation, InvokeServer
-from trawl.local.schedules import LOCAL_SCALE, RuleRunner, scheduled_rules
+from trawl.local.schedules import LOCAL_SCALE, RuleRunner, ScheduleRunner, scheduled_rules, stack_schedules
 from trawl.local.streams import StreamPoller
 from trawl.stack.describe import EventSource, FunctionInfo, Stack, queue_depth
 
@@ -102,6 +102,7 @@ class LocalRuntime:
         self._schedule_scale = schedule_scale
         self.stream_pollers: list[StreamPoller] = []
         self.rules: dict[str, RuleRunner] = {}
+        self.schedules: dict[str, ScheduleRunner] = {}
         self.warm_environments = 0  # worker environment processes alive now
         self.sqs = stack.endpoint.client("sqs")
         self._overrides = env_overrides or {}
@@ -152,7 +153,19 @@ class LocalRuntime:
             runner = RuleRunner(self.stack, rule, self.start_environment, self._stop, self._schedule_scale)
             self.rules[rule.name] = runner
             self._spawn(f"{rule.name}-schedule", runner.run)
+        for scheduled in stack_schedules(self.stack):
+            if scheduled.function.name != self.stack.producer().name:
+                log.warning("schedule %s: only schedules of the producer are fired locally", scheduled.name)
+                continue
+            schedule_runner = ScheduleRunner(scheduled, self.deliver, self._stop)
+            self.schedules[scheduled.name] = schedule_runner
+            self._spawn(f"{scheduled.name}-scheduler", schedule_runner.run)
         return self
+
+    def fire_schedule(self, at: dt.datetime | None = None) -> str:
+        """Fire the stack's (watch) schedule now, as if it were due at `at`: the test's clock."""
+        (runner,) = self.schedules.values()
+        return runner.fire(at)
 
     def reconcile(self, at: dt.datetime | None = None) -> Any:
         """Run the ledger's reconcile pass now, as if its schedule were due at `at`."""

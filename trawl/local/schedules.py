@@ -1,19 +1,25 @@
-"""The local stand-in for EventBridge rules that run a function on a schedule (the ledger's
-reconcile pass): each rule of the stack whose target is one of its functions fires at its
-rate, scaled down locally, with the event EventBridge sends (`Scheduled Event`, its `time`)."""
+"""The local stand-ins for what runs a function on a schedule:
+- EventBridge rules (the ledger's reconcile pass): each rule of the stack whose target is one of
+  its functions fires at its rate, scaled down locally, with the event EventBridge sends
+  (`Scheduled Event`, its `time`);
+- EventBridge Scheduler schedules (the watch lists'): each fires at its real times, in its
+  timezone, with its target's Input (trawl/stack/cron.py evaluates the expressions)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from trawl.local.environment import ContainerDied, Environment
-from trawl.local.events import scheduled_event
+from trawl.local.events import ACCOUNT, scheduled_event
+from trawl.stack import cron
 from trawl.stack.describe import FunctionInfo, Stack
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,11 @@ def rate_seconds(expression: str) -> float | None:
     return int(found.group(1)) * _UNIT_S[found.group(2).rstrip("s")]
 
 
+def _functions_by_arn(stack: Stack) -> dict[str, FunctionInfo]:
+    region = stack.endpoint.region
+    return {f"arn:aws:lambda:{region}:{ACCOUNT}:function:{f.name}": f for f in stack.functions.values()}
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -42,10 +53,7 @@ class Rule:
 
 def scheduled_rules(stack: Stack) -> list[Rule]:
     events = stack.endpoint.client("events")
-    by_arn = {
-        f"arn:aws:lambda:{stack.endpoint.region}:123456789012:function:{f.name}": f
-        for f in stack.functions.values()
-    }
+    by_arn = _functions_by_arn(stack)
     found = []
     for rule in events.list_rules().get("Rules", []):
         expression = rule.get("ScheduleExpression")
@@ -107,3 +115,98 @@ class RuleRunner:
                 except ContainerDied:
                     self._container = None
             raise RuntimeError(f"{self.rule.function.name}: its environment died twice")
+
+
+# ---------------------------------------------------------------------- EventBridge Scheduler
+# What the scheduler puts in its target's Input (its context attributes), as it fires.
+_CONTEXT = (
+    "<aws.scheduler.scheduled-time>",
+    "<aws.scheduler.execution-id>",
+    "<aws.scheduler.attempt-number>",
+    "<aws.scheduler.schedule-arn>",
+)
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """One EventBridge Scheduler schedule of the stack whose target is one of its functions."""
+
+    name: str
+    arn: str
+    schedule: cron.Schedule
+    input: str
+    function: FunctionInfo
+    enabled: bool
+
+
+def stack_schedules(stack: Stack) -> list[Scheduled]:
+    """The stack's schedules, as recorded in the embedded scheduler at creation."""
+    scheduler = stack.endpoint.client("scheduler")
+    by_arn = _functions_by_arn(stack)
+    found = []
+    for summary in scheduler.list_schedules().get("Schedules", []):
+        full = scheduler.get_schedule(Name=summary["Name"])
+        function = by_arn.get(full["Target"]["Arn"])
+        if function is None:
+            continue
+        schedule = cron.parse(full["ScheduleExpression"], full.get("ScheduleExpressionTimezone", "UTC"))
+        found.append(
+            Scheduled(
+                name=full["Name"],
+                arn=full["Arn"],
+                schedule=schedule,
+                input=full["Target"].get("Input", "{}"),
+                function=function,
+                enabled=full.get("State", "ENABLED") == "ENABLED",
+            )
+        )
+    return found
+
+
+def scheduler_event(scheduled: Scheduled, at: dt.datetime) -> dict[str, Any]:
+    """The target's Input with the scheduler's context attributes filled in, as it sends it."""
+    values = (cron.scheduled_time_text(at), str(uuid.uuid4()), "1", scheduled.arn)
+    text = scheduled.input
+    for placeholder, value in zip(_CONTEXT, values, strict=True):
+        text = text.replace(placeholder, value)
+    event: dict[str, Any] = json.loads(text)
+    return event
+
+
+class ScheduleRunner:
+    """Fires one schedule at its real times (in its timezone) until `stop`, each firing an
+    asynchronous invocation of its target, as the scheduler makes it. Locally a flexible time
+    window fires at the start of the window. `fire` fires it now, or as if due at `at`."""
+
+    def __init__(
+        self,
+        scheduled: Scheduled,
+        deliver: Callable[[dict[str, Any]], str],
+        stop: threading.Event,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.scheduled = scheduled
+        self._deliver = deliver
+        self._stop = stop
+        self._clock = clock
+
+    def next_firing(self) -> dt.datetime | None:
+        return self.scheduled.schedule.next_after(self._clock()) if self.scheduled.enabled else None
+
+    def run(self) -> None:
+        due = self.next_firing()
+        while due is not None and not self._stop.is_set():
+            # Woken at least once a minute, so a clock that jumps (a laptop's sleep) is noticed.
+            if self._stop.wait(min(60.0, max(0.0, (due - self._clock()).total_seconds()))):
+                return
+            if self._clock() < due:
+                continue
+            try:
+                self.fire(due)
+            except Exception:
+                log.error("schedule %s: its firing failed", self.scheduled.name, exc_info=True)
+            due = self.scheduled.schedule.next_after(due)
+
+    def fire(self, at: dt.datetime | None = None) -> str:
+        """The firing's request id (the target's asynchronous invocation)."""
+        return self._deliver(scheduler_event(self.scheduled, at or self._clock()))

@@ -1,10 +1,12 @@
 """A job as users see it (docs/contract.md, "Commands"): its manifest (what the producer did)
-and its ledger counts (what became of its items), read with two requests whatever its size.
-`run`, `demo` and `status` all print this, so they print the same numbers for a job."""
+and its ledger counts (what became of its items, minute by minute, and its records' field
+coverage), read with two requests whatever its size. `run`, `demo` and `status` all print
+this, so they print the same numbers for a job."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +15,26 @@ from models import JobManifest
 from models.ledger import PERMANENT, Counts, job_state
 from producer.store import JobStore
 from trawl.stack.describe import Stack
+from workers.output import DATA_MODELS
 from workers.ratelimit import State
+
+
+@dataclass(frozen=True)
+class Minute:
+    """One minute of a job, from the ledger's per-minute counters: each item counts at the
+    minute a worker (or the reconcile pass) wrote its end, each throttled call at the minute
+    its delivery was written."""
+
+    at: str  # the minute's start, ISO-8601 UTC, e.g. "2026-12-02T05:01:00Z"
+    ended: int  # items that reached an end outcome in that minute
+    ok: int  # of them, ok
+    throttled: int  # upstream calls answered 429/503 in that minute
+
+    @classmethod
+    def of(cls, minute: str, counts: Counter[str]) -> Minute:
+        """From the ledger's "YYYYMMDDHHMM" and its counts."""
+        at = dt.datetime.strptime(minute, "%Y%m%d%H%M").strftime("%Y-%m-%dT%H:%M:00Z")
+        return cls(at, counts["ended"], counts["ok"], counts["throttled"])
 
 
 @dataclass
@@ -49,6 +70,10 @@ class JobSummary:
     # The API key's rate budget as it stands now, when the platform's key has one: its limit,
     # the calls per minute allowed now (after 429s, less) and for this platform alone.
     rate: dict[str, Any] | None = None
+    timeline: list[Minute] = field(default_factory=list)  # sorted by `at`; minutes with nothing are absent
+    # Data field -> share (0..1) of the ok records with a value (every field of the kind); {}
+    # while there is no ok record.
+    coverage: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, bucket: str, m: JobManifest, view: JobView | None, data_dir: str | None = None) -> JobSummary:
@@ -84,6 +109,8 @@ class JobSummary:
             throttled=counts.reasons["throttled"],
             calls=counts.calls,
             throttled_calls=counts.throttled_calls,
+            timeline=[Minute.of(minute, found) for minute, found in counts.timeline()],
+            coverage=counts.coverage(DATA_MODELS[m.kind].model_fields if m.kind in DATA_MODELS else ()),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ class UpState:
     stack_name: str
     pid: int
     lambda_url: str | None = None  # the local Lambda stand-in's Invoke API
+    ui_url: str | None = None  # the dashboard `trawl up` serves, with its token (trawl/ui/)
 
     def save(self) -> Path:
         path = state_file()

@@ -3,6 +3,8 @@ output/ and jobs/ to the data dir."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -11,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from models import ObjectRef
+from boto3.s3.transfer import TransferConfig
+
+from models import JobManifest, ObjectRef
 from producer.job import job_id_for
 from trawl.stack.describe import Stack
-from trawl.stack.jobs import JobSummary, job_summary
+from trawl.stack.jobs import JobSummary, job_summary, load_manifest
+from trawl.stack.watch import invoke_producer, rerun_event
 
 
 class Triggers(Protocol):
@@ -43,13 +48,67 @@ class AttachedSession:
     runtime: None = None
 
 
+# One PUT up to S3's limit for one (5 GiB), so the object's ETag is its MD5 and a file's job id
+# is known before it is uploaded.
+_SINGLE_PART = TransferConfig(multipart_threshold=5 * 1024**3)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    # The stack had processed these very bytes under this key before (same bucket, key and ETag:
+    # the same job): nothing was uploaded, and job_id is that earlier job.
+    earlier: JobManifest | None = None
+
+
 def submit(session: Session, path: Path, platform: str, kind: str) -> str:
-    """Upload a CSV to input/<platform>/<kind>/ and return its job id."""
+    """Upload a CSV to input/<platform>/<kind>/ and return its job id (an earlier job's, for
+    bytes the stack has processed before)."""
+    return submit_file(session, path, platform, kind).job_id
+
+
+def submit_file(session: Session, path: Path, platform: str, kind: str, again: bool = False) -> Submitted:
+    """Upload a CSV to input/<platform>/<kind>/ and return its job. A file the stack has
+    processed before is not a new job: the earlier one is returned, or with `again` a re-run of
+    it is started (a new job, dated today)."""
+    stack = session.stack
     key = f"input/{platform}/{kind}/{path.name}"
-    session.stack.endpoint.client("s3").upload_file(str(path), session.stack.bucket, key)
+    digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    known = job_id_for(ObjectRef(bucket=stack.bucket, key=key, etag=digest))
+    earlier = load_manifest(stack, known)
+    if earlier is not None and not _input_changed(stack, earlier):
+        if not again:
+            return Submitted(known, earlier)
+        return Submitted(start_rerun(session, known))
+    started = dt.datetime.now(dt.UTC)
+    stack.endpoint.client("s3").upload_file(str(path), stack.bucket, key, Config=_SINGLE_PART)
     if session.runtime is not None:
-        session.runtime.deliver(session.runtime.upload_event(session.stack.bucket, key))
-    return job_id_of(session.stack, key)
+        session.runtime.deliver(session.runtime.upload_event(stack.bucket, key))
+    job_id = job_id_of(stack, key)
+    found = load_manifest(stack, job_id) if job_id != known else None
+    if found is not None and found.created_at < started - dt.timedelta(seconds=5):
+        return Submitted(start_rerun(session, job_id)) if again else Submitted(job_id, found)
+    return Submitted(job_id)
+
+
+def _input_changed(stack: Stack, manifest: JobManifest) -> bool:
+    """Whether the earlier job's key now holds other bytes (then this upload is a job of its own)."""
+    ref = manifest.input
+    try:
+        head = stack.endpoint.client("s3").head_object(Bucket=ref.bucket, Key=ref.key)
+    except Exception:
+        return True
+    return bool(head["ETag"].strip('"') != ref.etag)
+
+
+def start_rerun(session: Session, job_id: str) -> str:
+    """Fetch a job's input again as a new job dated today; the new job's id."""
+    event, new_id = rerun_event(session.stack, job_id)
+    if session.runtime is not None:
+        session.runtime.deliver(event)
+    else:
+        invoke_producer(session.stack, event)
+    return new_id
 
 
 def job_id_of(stack: Stack, key: str) -> str:
