@@ -207,3 +207,22 @@ def test_output_format_csv_reaches_the_stack(tmp_path: Path, accounts: Path) -> 
     assert all(f.parent.parent.name == "kind=account" for f in files)
     rows = [row for f in files for row in csv.DictReader(io.StringIO(f.read_text(encoding="utf-8")))]
     assert [(r["status"], r["data_unique_id"]) for r in rows] == [("ok", "csv_alpha"), ("ok", "csv_beta")]
+
+
+def test_a_watch_schedule_the_local_stack_cannot_fire_is_refused_at_start(
+    tmp_path: Path, accounts: Path
+) -> None:
+    env = os.environ | {"TRAWL_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    command = [TRAWL, "run", str(accounts), "--data-dir", str(tmp_path / "data")]
+    ran = subprocess.run(
+        [*command, "--parameter", "WatchScheduleExpression=cron(0 6 LW * ? *)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert ran.returncode == 2, ran.stderr
+    said = _unboxed(ran.stderr)
+    assert "WatchScheduleExpression: cron(0 6 LW * ? *): 'LW' in day-of-month does not work locally" in said
+    assert "starting the embedded AWS" not in ran.stderr + ran.stdout

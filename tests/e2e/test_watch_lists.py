@@ -27,6 +27,14 @@ from trawl.stack.submit import copy_to_data_dir, start_rerun, submit, wait_for_j
 
 TZ = "Asia/Jakarta"  # UTC+7: 06:00 there is 23:00 UTC the day before
 ACCOUNTS = [f"watched_{n:02d}" for n in range(30)]
+FOLLOWER_GROWTH = """
+select unique_id, dt, followers,
+       followers - lag(followers) over (partition by unique_id order by dt) as growth
+from tiktok_accounts
+where status = 'ok'
+qualify row_number() over (partition by unique_id, dt order by fetched_at desc) = 1
+order by unique_id, dt
+"""
 
 
 runner = CliRunner()
@@ -115,12 +123,13 @@ def test_three_days_of_a_watch_list_are_three_jobs_and_a_time_series(
 
     data_dir = tmp_path / "data"
     copy_to_data_dir(stack, data_dir)
-    series = run_query(
-        data_dir,
-        "select unique_id, count(*) as points, min(dt) as first, max(dt) as last "
-        "from tiktok_accounts group by unique_id order by unique_id",
-    )
-    assert [(p, str(a), str(b)) for _, p, a, b in series.rows] == [(3, "2026-03-01", "2026-03-03")] * 30
+    # The README's follower-growth query: one point per account per day.
+    series = run_query(data_dir, FOLLOWER_GROWTH)
+    points = Counter(row[0] for row in series.rows)
+    assert points == dict.fromkeys(ACCOUNTS, 3)
+    assert {str(row[1]) for row in series.rows} == set(dates)
+    assert all(row[3] is None for row in series.rows if str(row[1]) == dates[0])  # no day before
+    assert all(row[3] == 0 for row in series.rows if str(row[1]) != dates[0])  # the sandbox's are steady
 
     (view,) = [v for v in watch.views(stack) if v.name == "daily"]
     assert (view.last_job_id, view.last_state, view.last_date) == (job_ids[2], "done", "2026-03-03")

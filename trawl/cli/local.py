@@ -42,6 +42,7 @@ from trawl.cli.render import (
     render_summary,
     show_finished,
 )
+from trawl.local.create import check_schedules, schedule_resources
 from trawl.local.parameters import (
     UPSTREAM_URL_PARAMETERS,
     ParameterError,
@@ -188,7 +189,10 @@ def _stack_parameters(items: list[str] | None, upstreams: Upstreams) -> dict[str
         flags[parameter] = url_flag
     if parameters or urls:
         try:
-            check_parameters(load_template(), urls | parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
+            template = load_template()
+            checked = check_parameters(template, urls | parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
+            defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+            check_schedules(schedule_resources(template), defaults | {k: str(v) for k, v in checked.items()})
         except ParameterError as exc:
             hint = flags.get(exc.parameter or "", "--parameter")
             raise typer.BadParameter(str(exc), param_hint=hint) from exc

@@ -71,7 +71,7 @@ def create_local_stack(
     _upload_placeholder_code(endpoint)
     values = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
     values |= {k: str(v) for k, v in parameters.items()}
-    _check_schedules(schedules, values)
+    check_schedules(schedules, values)
     _put_api_keys(endpoint, values, SANDBOX_KEYS | (api_keys or {}))
     cfn = endpoint.client("cloudformation")
     cfn.create_stack(
@@ -98,8 +98,13 @@ def create_local_stack(
     return describe_stack(endpoint, name)
 
 
-def _check_schedules(schedules: list[dict[str, Any]], parameters: dict[str, str]) -> None:
-    """A schedule the local stand-in could not fire is refused before anything starts."""
+def schedule_resources(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] in RECORDED_THROUGH_SCHEDULER_API]
+
+
+def check_schedules(schedules: list[dict[str, Any]], parameters: dict[str, str]) -> None:
+    """A schedule the local stand-in could not fire is refused (ParameterError) before the
+    stack is created: `parameters` are every template parameter's value."""
     for resource in schedules:
         props = resource["Properties"]
         expression, timezone = props["ScheduleExpression"], props.get("ScheduleExpressionTimezone", "UTC")

@@ -273,7 +273,7 @@ def previous_runs(stack: Stack, watch: str, job_id: str) -> list[JobLine]:
     """The watch list's other runs, newest first, with their counts: one Query of the ledger's
     `watch` index, then one per run shown (at most PREVIOUS_RUNS)."""
     db = stack.endpoint.client("dynamodb")
-    lines = []
+    lines: list[JobLine] = []
     for row in watch_runs(stack, watch, PREVIOUS_RUNS + 1):
         view = read_job(db, stack.ledger_table, str(row["job_id"])) if row["job_id"] != job_id else None
         if view is not None and len(lines) < PREVIOUS_RUNS:

@@ -47,6 +47,8 @@
     if (!window.uPlot) return;
     const data = JSON.parse(box.dataset.chart);
     const bars = window.uPlot.paths.bars({ size: [0.8, 48] });
+    // A minute either side, so that a job of a minute or two is not drawn across years.
+    const [first, last] = [data.x[0], data.x[data.x.length - 1]];
     const series = [
       { label: "ended/s", stroke: COLOURS.ended, fill: "rgba(37, 99, 235, 0.25)", paths: bars, points: { show: false } },
       { label: "ok/s", stroke: COLOURS.ok, width: 2, points: { show: true, size: 6 } },
@@ -54,9 +56,12 @@
     ];
     const options = {
       width: Math.max(320, box.clientWidth),
+      tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       height: 220,
-      // A minute either side, so that a job of a minute or two is not drawn across years.
-      scales: { x: { time: true, range: (u, min, max) => [min - 60, max + 60] }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+      scales: {
+        x: { time: true, auto: false, range: [first - 60, last + 60] },
+        y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] },
+      },
       series: [{ label: "minute (UTC)" }, ...series],
       axes: [{}, { label: "items/s" }],
     };
