@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench chaos clean
+.PHONY: demo test lint typecheck bench chaos clean chromium screenshots
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,18 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 demo: $(STAMP)
 	$(BIN)/trawl demo
 
-test: $(STAMP)
+# tests/browser drive Debian's chromium through Playwright (whose own browser downloads are never
+# used): installed here when missing, as root (as CI runs); the package lists are refreshed only
+# when the install cannot find it without.
+CHROMIUM := /usr/bin/chromium
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  test "$$(id -u)" = 0 || { echo "tests/browser need $(CHROMIUM): apt-get install chromium (as root)" >&2; exit 1; }; \
+	  $(APT_INSTALL) || { apt-get update -qq && $(APT_INSTALL); }; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -27,6 +38,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# docs/img/ui-job.png and ui-jobs.png, as README.md shows them: taken by the browser tests.
+screenshots: $(STAMP) chromium
+	TRAWL_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/pytest -p no:xdist tests/browser/test_dashboard.py
 
 # Benchmarks print ratios measured side by side in one run; none of them runs in `make test`.
 bench: $(STAMP)

@@ -27,7 +27,7 @@ from tests.browser.conftest import REBOUND_HOST
 from trawl.cli import app
 from trawl.stack.describe import Stack, describe_stack
 from trawl.stack.endpoint import Endpoint
-from trawl.stack.ops import dead_lettered_items, job_status
+from trawl.stack.ops import dead_lettered_items, job_status, recent_jobs
 from trawl.stack.running import UpState
 from trawl.stack.submit import AttachedSession, submit
 
@@ -42,9 +42,10 @@ COUNTS += ["dead_lettered", "in_flight", "records"]
 def up(home: Path) -> Iterator[tuple[UpState, Stack]]:
     """`trawl up` in a process of its own, found through its state file, as other commands find it."""
     env = os.environ | {"TRAWL_HOME": str(home)}
-    command = ["up", "--faults", FAULTS, "--parameter", "MaxReceiveCount=2"]
+    flags = ["--faults", FAULTS, "--latency-ms", "200", "--parameter", "MaxReceiveCount=2"]
+    command = [sys.executable, "-m", "trawl.cli", "up", *flags]
     with (home / "up.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "trawl.cli", *command], env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 90
             while not (home / "up.json").exists():
@@ -85,13 +86,9 @@ def test_the_dashboard_follows_a_faulty_job_and_redrives_it(
     upload.write_text("username\n" + "\n".join([*NAMES, "not a handle!", NAMES[0]]) + "\n", encoding="utf-8")
     job_id = submit(AttachedSession(stack), upload, "tiktok", "account")
     deadline = time.monotonic() + 30
-    while True:  # until its producer has written the job, so that the first page shows it
-        try:
-            job_status(stack, job_id)
-            break
-        except LookupError:
-            assert time.monotonic() < deadline, "the job did not start"
-            time.sleep(0.2)
+    while job_id not in [job["job_id"] for job in recent_jobs(stack)]:  # its producer has begun
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.2)
 
     page = context.new_page()
     refused: list[str] = []
@@ -100,7 +97,7 @@ def test_the_dashboard_follows_a_faulty_job_and_redrives_it(
     assert landed is not None and landed.headers["x-frame-options"] == "DENY"
     assert "token" not in page.url  # into the cookie, out of the address bar
     row = page.locator(f'tr[data-job="{job_id}"]')
-    expect(row).to_contain_text("tiktok/account")
+    expect(row).to_contain_text("tiktok/account", timeout=15_000)
     expect(row).to_contain_text("input/tiktok/account/tiktok_dashboard.csv")
 
     row.locator("a").click()
@@ -131,7 +128,9 @@ def test_the_dashboard_follows_a_faulty_job_and_redrives_it(
 
     page.goto(origin_of(state) + "/")
     expect(page.locator(f'tr[data-job="{job_id}"] [data-state]')).to_have_text("failed")
+    page.set_viewport_size({"width": 1280, "height": 320})  # as tall as the page, no taller
     page.screenshot(path=str(screenshots / "ui-jobs.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     healed = CliRunner().invoke(app, ["faults", ""], env={"TRAWL_HOME": str(home)})
     assert healed.exit_code == 0, healed.output

@@ -11,8 +11,8 @@ from tests.helpers import manifest, records
 from trawl.local.session import LocalSession, local_session
 from trawl.stack.submit import submit, wait_for_jobs
 
-ROWS_PER_INVOCATION = 150
-ROWS = 2 * ROWS_PER_INVOCATION + 50  # three producer invocations: two checkpoints
+ROWS_PER_INVOCATION = 50
+ROWS = 2 * ROWS_PER_INVOCATION + 20  # three producer invocations: two checkpoints
 
 
 def test_two_runs_of_one_file_each_enqueue_every_row(tmp_path: Path) -> None:

@@ -28,7 +28,10 @@ def test_every_message_carries_its_job_as_message_group(tmp_path: Path) -> None:
     assert groups == [job_id] * 3
 
 
-LARGE = 1_000
+# The large job's first producer invocation is all that is queued ahead of the small job (the
+# large one's continuation comes after it), so a quarter of the large job is ahead.
+ROWS_PER_INVOCATION = 100
+LARGE = 4 * ROWS_PER_INVOCATION
 
 
 def test_a_small_job_finishes_while_a_large_one_runs(tmp_path: Path) -> None:
@@ -36,6 +39,7 @@ def test_a_small_job_finishes_while_a_large_one_runs(tmp_path: Path) -> None:
     large.write_text("username\n" + "".join(f"large_{n:05d}\n" for n in range(LARGE)))
     small.write_text("username\n" + "".join(f"small_{n:02d}\n" for n in range(10)))
     with local_session() as session:
+        session.runtime.producer_env_overrides["MAX_ROWS_PER_INVOCATION"] = str(ROWS_PER_INVOCATION)
         large_job = submit(session, large, "tiktok", "account")
         small_job = submit(session, small, "tiktok", "account")
         (small_done,) = wait_for_jobs(session, [small_job], timeout_s=120)

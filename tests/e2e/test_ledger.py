@@ -17,12 +17,15 @@ import pytest
 from typer.testing import CliRunner
 
 from trawl.cli import app
-from trawl.local.runtime import LOCAL_ROWS_PER_INVOCATION
 from trawl.local.session import LocalSession, local_session, up_state
 from trawl.sandbox import Faults
 
 runner = CliRunner()
 TRAWL = str(Path(sys.executable).with_name("trawl"))
+# Half the local default: the large job still takes several producer invocations, and the work
+# queued ahead of a job that arrives meanwhile (the pacing's low water plus one invocation's
+# rows) is smaller, so a smaller large job still outlasts the small one.
+ROWS_PER_INVOCATION = 200
 
 
 # The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
@@ -32,6 +35,8 @@ pytestmark = pytest.mark.usefixtures("module_trawl_home")
 @pytest.fixture(scope="module")
 def up(home: Path) -> Iterator[LocalSession]:
     with local_session() as session:
+        # Set before the producer's environment starts (the first test's run starts it).
+        session.runtime.producer_env_overrides["MAX_ROWS_PER_INVOCATION"] = str(ROWS_PER_INVOCATION)
         session.runtime.watch_uploads(interval_s=0.2)
         state = up_state(session)
         (home / "up.json").write_text(json.dumps(state.__dict__), encoding="utf-8")
@@ -107,7 +112,7 @@ def test_two_jobs_on_one_stack_each_finish_on_their_own_counts(up: LocalSession,
     up.sandbox.set_faults(Faults({}, latency_ms=300))
     small, large = tmp_path / "tiktok_small.csv", tmp_path / "tiktok_large.csv"
     small.write_text("username\n" + "".join(f"small_{n}\n" for n in range(5)), encoding="utf-8")
-    rows = 3 * LOCAL_ROWS_PER_INVOCATION + 300  # the small job arrives while these are enqueued
+    rows = 3 * ROWS_PER_INVOCATION + 300  # the small job arrives while these are enqueued
     large.write_text("username\n" + "".join(f"large_{n:04d}\n" for n in range(rows)), encoding="utf-8")
     env = os.environ | {"TRAWL_HOME": os.environ["TRAWL_HOME"]}
 

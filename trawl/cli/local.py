@@ -67,7 +67,7 @@ from trawl.stack.submit import (
     submit_file,
     wait_for_jobs,
 )
-from trawl.stack.watch import WatchError
+from trawl.stack.watch import WatchError, watch_schedule
 
 TikApiUrlOpt = Annotated[
     str | None,
@@ -569,6 +569,7 @@ def up(
             f"  bucket        s3://{session.stack.bucket}  (upload to input/<platform>/<kind>/)",
             f"  Lambda        {state.lambda_url}  (the local stand-in's Invoke API)",
             f"  dashboard     {dashboard.url}",
+            *_watch_line(session.stack),
             *(f"  {name:<13} {where}" for name, where in upstreams.describe(state.sandbox_url)),
             *([f"  parameters    {escape(shown)}"] if parameters else []),
             f"  state file    {state_file()}",
@@ -582,6 +583,16 @@ def up(
                 time.sleep(3600)
         except KeyboardInterrupt:
             out.print("stopping")
+
+
+def _watch_line(stack: Stack) -> list[str]:
+    schedule = watch_schedule(stack)
+    if schedule is None:
+        return []
+    when = schedule.next_run()
+    upcoming = f"next {when:%Y-%m-%d %H:%M} UTC" if when else "no firing ahead"
+    where = "(lists under watch/<platform>/<kind>/)"
+    return [f"  watch lists   {schedule.expression} in {schedule.timezone}, {upcoming}  {where}"]
 
 
 def _interrupt(signum: int, frame: object) -> None:

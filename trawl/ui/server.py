@@ -75,7 +75,12 @@ def _server(stack: Stack, port: int) -> tuple[uvicorn.Server, socket.socket, Acc
     if not isinstance(stack.endpoint, SharedClients):
         stack = dataclasses.replace(stack, endpoint=SharedClients.of(stack.endpoint))
     config = uvicorn.Config(
-        create_app(stack, access), log_level="warning", access_log=False, lifespan="off", server_header=False
+        create_app(stack, access),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=2,  # a browser tab left open must not hold up `trawl up` stopping
     )
     return uvicorn.Server(config), sock, access
 
