@@ -29,7 +29,8 @@ ROWS_PER_INVOCATION = 200
 
 
 # The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("module_trawl_home")
+# One worker runs the module (`--dist loadgroup`): its stack starts once.
+pytestmark = [pytest.mark.usefixtures("module_trawl_home"), pytest.mark.xdist_group("test_ledger")]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ runner = CliRunner()
 
 
 # The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("module_trawl_home")
+# One worker runs the module (`--dist loadgroup`): its stack starts once.
+pytestmark = [pytest.mark.usefixtures("module_trawl_home"), pytest.mark.xdist_group("test_status_redrive")]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -372,19 +371,22 @@ def _run_jobs(
 def _print_runs(
     runs: list[tuple[JobSummary, JobManifest | None]], as_json: bool, many: bool, file: str
 ) -> None:
-    """The summaries; an earlier job's under a heading saying so, with how to fetch it again."""
+    """The summaries; an earlier job's under a heading saying so (on stderr with --json, whose
+    summary stays the one `trawl status` prints), with how to fetch it again."""
+    for _, earlier in runs:
+        if earlier is None:
+            continue
+        when = f"{earlier.created_at:%Y-%m-%d %H:%M} UTC"
+        console.print(
+            f"[yellow]already processed[/]: {escape(earlier.input.key)} (these very bytes) was job "
+            f"{earlier.job_id}, started {when}; nothing new was fetched. To fetch it again as a new "
+            f"job: `trawl run {escape(file)} --again` or `trawl rerun {earlier.job_id}`."
+        )
     if as_json:
-        payloads = [s.to_dict() | {"earlier_job": earlier is not None} for s, earlier in runs]
-        typer.echo(json.dumps(payloads if many else payloads[0], indent=2))
+        print_summaries([s for s, _ in runs], True, many)
         return
     for summary, earlier in runs:
         if earlier is not None:
-            when = f"{earlier.created_at:%Y-%m-%d %H:%M} UTC"
-            console.print(
-                f"[yellow]already processed[/]: {escape(earlier.input.key)} (these very bytes) was job "
-                f"{earlier.job_id}, started {when}; nothing new was fetched. To fetch it again as a new "
-                f"job: `trawl run {escape(file)} --again` or `trawl rerun {earlier.job_id}`."
-            )
             out.print(f"\n[bold]Earlier job {earlier.job_id}[/] (from {earlier.job_date}, not a new run):")
             render_summary(summary)
         else:
