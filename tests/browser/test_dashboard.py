@@ -31,9 +31,6 @@ from trawl.stack.ops import dead_lettered_items, job_status, recent_jobs
 from trawl.stack.running import UpState
 from trawl.stack.submit import AttachedSession, submit
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_dashboard")
-
 # 500s on 70% of upstream calls: with two receives per item, some items dead-letter.
 FAULTS = "500=0.7"
 NAMES = [f"dash{n:02d}" for n in range(56)] + ["ghost_dash1", "ghost_dash2", "private_dash"]

@@ -27,9 +27,6 @@ from bench.chaos import (
 from trawl.sandbox import Call, Faults, SandboxServer
 from trawl.stack.jobs import JobSummary
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_chaos_smoke")
-
 SMOKE = ChaosConfig(items=40, doomed=2, timeout_s=120)
 
 

@@ -16,9 +16,6 @@ from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 from trawl.stack.jobs import job_summary
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_faults")
-
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalSession]:

@@ -29,8 +29,7 @@ ROWS_PER_INVOCATION = 200
 
 
 # The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = [pytest.mark.usefixtures("module_trawl_home"), pytest.mark.xdist_group("test_ledger")]
+pytestmark = pytest.mark.usefixtures("module_trawl_home")
 
 
 @pytest.fixture(scope="module")

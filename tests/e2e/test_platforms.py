@@ -12,9 +12,6 @@ import pytest
 from tests.helpers import manifest, records, rejects, run_csv
 from trawl.local.session import LocalSession, local_session
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_platforms")
-
 PRODUCTS = {
     "tokopedia": (
         "url,ref\n"

@@ -17,9 +17,6 @@ from trawl.local.session import local_session
 from trawl.resources import sample_path
 from trawl.stack.submit import copy_to_data_dir, submit, wait_for_jobs
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_query")
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

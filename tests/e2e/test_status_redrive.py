@@ -26,8 +26,7 @@ runner = CliRunner()
 
 
 # The module's `trawl up` stack is found through this TRAWL_HOME (tests/conftest.py).
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = [pytest.mark.usefixtures("module_trawl_home"), pytest.mark.xdist_group("test_status_redrive")]
+pytestmark = pytest.mark.usefixtures("module_trawl_home")
 
 
 @pytest.fixture(scope="module")

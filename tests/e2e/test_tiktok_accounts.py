@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import manifest, records, rejects, run_csv
 from trawl.local.session import LocalSession
-
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_tiktok_accounts")
 
 VALID = [f"user{n:02d}" for n in range(30)] + ["zach.king", "khaby_lame", "ghost_one", "private_club", "nasa"]
 # Spellings of names above that must collapse onto them.

@@ -40,8 +40,7 @@ order by unique_id, dt
 runner = CliRunner()
 
 # The module's stack is `trawl up`'s for the commands, found through this TRAWL_HOME.
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = [pytest.mark.usefixtures("module_trawl_home"), pytest.mark.xdist_group("test_watch_lists")]
+pytestmark = pytest.mark.usefixtures("module_trawl_home")
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,6 @@ from trawl.local.session import LocalSession, local_session
 from trawl.sandbox import Faults
 from workers import handler as worker_handler
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_failure_semantics")
-
 RETRYABLE = {"429", "500", "502", "503", "520", "timeout", "reset"}
 
 

@@ -16,9 +16,6 @@ from tests.helpers import NoContinuation, account_item, manifest, records, rejec
 from trawl.local.session import LocalSession
 from workers import handler as worker_handler
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_handlers")
-
 
 def _env(local: LocalSession, function_name: str) -> dict[str, str]:
     return local.stack.function_env(local.stack.functions[function_name])

@@ -24,9 +24,6 @@ from trawl.local.session import LocalSession, local_session, up_state
 from trawl.stack.jobs import JobSummary, job_summary
 from trawl.stack.queues import MAX_JOB_READS, queue_stats
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_job_timeline")
-
 runner = CliRunner()
 
 # The sandbox leaves regularPrice out of an undiscounted product: 4 of these 5.

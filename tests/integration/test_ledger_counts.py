@@ -20,9 +20,6 @@ from trawl.local.events import dynamodb_stream_event
 from trawl.local.template import load_template
 from workers.ledger import Ledger, Outcome
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_ledger_counts")
-
 JOB = "00000000000000c1"
 
 

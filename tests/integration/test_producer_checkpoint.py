@@ -15,9 +15,6 @@ from tests.helpers import rejects
 from tests.integration.test_producer_inputs import ProducerDriver
 from trawl.local.session import LocalSession
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_producer_checkpoint")
-
 
 @pytest.fixture(scope="module")
 def driver(local: LocalSession) -> Iterator[ProducerDriver]:

@@ -27,9 +27,6 @@ from trawl.stack.submit import submit, wait_for_jobs
 from workers import handler as worker_handler
 from workers.ratelimit import RateLimiter, limits
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_rate_limits")
-
 ZYTE_RPM = 6000
 
 

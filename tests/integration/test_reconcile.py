@@ -23,9 +23,6 @@ from trawl.local.session import LocalSession, local_session, up_state
 from trawl.stack.jobs import JobSummary, job_summary
 from trawl.stack.submit import job_id_of
 
-# One worker runs the module (`--dist loadgroup`): its stack starts once.
-pytestmark = pytest.mark.xdist_group("test_reconcile")
-
 runner = CliRunner()
 
 
