@@ -295,17 +295,9 @@ class _Started:
 StartFn = Callable[[Session], list[_Started]]
 
 
-def _run_files(
-    files: list[tuple[Path, str, str]],
-    faults: Faults,
-    data_dir: Path,
-    quiet: bool,
-    stack_name: str | None = None,
-    endpoint_url: str | None = None,
-    upstreams: Upstreams | None = None,
-    parameters: dict[str, str] | None = None,
-    again: bool = False,
-) -> list[tuple[JobSummary, JobManifest | None]]:
+def _submitting(files: list[tuple[Path, str, str]], again: bool = False) -> StartFn:
+    """Starts a job per file by uploading it (see submit_file for a file processed before)."""
+
     def start(session: Session) -> list[_Started]:
         started = []
         for path, platform, kind in files:
@@ -313,7 +305,7 @@ def _run_files(
             started.append(_Started(submitted.job_id, f"{platform}/{kind} {path.name}", submitted.earlier))
         return started
 
-    return _run_jobs(start, faults, data_dir, quiet, stack_name, endpoint_url, upstreams, parameters)
+    return start
 
 
 def _run_jobs(
@@ -465,9 +457,8 @@ def run(
     spec, upstreams, parameters = _local_options(
         faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
     )
-    runs = _run_files(
-        [(file, *pair)], spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters, again=again
-    )
+    start = _submitting([(file, *pair)], again=again)
+    runs = _run_jobs(start, spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
     _print_runs(runs, as_json, many=False, file=str(file))
     summary, earlier = runs[0]
     if earlier is None and not summary.succeeded:
@@ -521,7 +512,7 @@ def demo(
         faults, latency_ms, tikapi_url, tikapi_key_file, zyte_url, zyte_key_file, parameter
     )
     files = [(sample_path(name), platform, kind) for (platform, kind), name in DEMO_FILES.items()]
-    runs = _run_files(files, spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
+    runs = _run_jobs(_submitting(files), spec, data_dir, as_json, stack, endpoint_url, upstreams, parameters)
     print_summaries([s for s, _ in runs], as_json, many=True)
     if not as_json:
         sql = "select unique_id, followers from tiktok_accounts order by followers desc limit 5"

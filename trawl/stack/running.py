@@ -25,9 +25,13 @@ class UpState:
     ui_url: str | None = None  # the dashboard `trawl up` serves, with its token (trawl/ui/)
 
     def save(self) -> Path:
+        """Readable by this user only: it holds the dashboard's token (in `ui_url`)."""
         path = state_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier version may have been wider
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(self), indent=2))
         return path
 
 
