@@ -230,6 +230,9 @@ def _body(record: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+ARRIVAL_JITTER_S = 0.5
+
+
 def test_two_worker_environments_share_the_budget(tmp_path: Path) -> None:
     """Through the local stack: Shopee's and Tokopedia's jobs run at once, each platform's
     worker in its own execution environment, on a key allowing 300 calls a minute (a burst of
@@ -250,9 +253,13 @@ def test_two_worker_environments_share_the_budget(tmp_path: Path) -> None:
 
     times = sorted(c.at for c in calls)
     assert len(times) == 40
+    # The sandbox sees a call when it arrives, some time after its token was taken: on a loaded
+    # two-core machine up to about half a second, which can bunch the arrivals of calls whose
+    # takes were spread out. The simulations above check the takes themselves, exactly.
     for i, start in enumerate(times):
         for j in range(i, len(times)):
-            assert j - i + 1 <= capacity + rate * (times[j] - start) + 2, (i, j, times[j] - start)
+            allowed = capacity + rate * (times[j] - start + ARRIVAL_JITTER_S) + 1
+            assert j - i + 1 <= allowed, (i, j, times[j] - start)
     by_platform = {p: [c.at for c in calls if c.platform == p] for p in ("shopee", "tokopedia")}
     assert min(by_platform["shopee"]) < max(by_platform["tokopedia"])  # they ran at the same time
     assert min(by_platform["tokopedia"]) < max(by_platform["shopee"])
