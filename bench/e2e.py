@@ -73,7 +73,11 @@ def _children(module: str) -> list[int]:
     """This process's children whose command line holds `module`."""
     pids = []
     for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        for pid in children.read_text().split():
+        try:
+            listed = children.read_text().split()
+        except FileNotFoundError:  # the thread ended since the listing
+            continue
+        for pid in listed:
             with contextlib.suppress(OSError):
                 if module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     pids.append(int(pid))
