@@ -122,10 +122,9 @@ def dispatch_watch(firing: _Firing, deps: ProducerDeps) -> list[dict[str, Any]]:
         if wl.paused and firing.name is None:
             logger.info("watch list paused: not fired", watch=wl.name)
             continue
-        event = watch.run_event(settings.data_bucket, wl, run, date)
-        job_id = job_id_for(ObjectRef(bucket=settings.data_bucket, key=wl.key, etag=wl.etag), run)
+        job_id = job_id_for(wl.ref(settings.data_bucket), run)
         _warn_if_previous_runs(deps, wl.name, job_id)
-        deps.continuer.continue_job(event)
+        deps.continuer.continue_job(watch.run_event(settings.data_bucket, wl, run, date))
         sent.append({"watch": wl.name, "job_id": job_id, "job_date": date.isoformat()})
     logger.info("watch lists fired", lists=len(sent), job_date=date.isoformat())
     return sent
@@ -148,7 +147,13 @@ def _warn_if_previous_runs(deps: ProducerDeps, name: str, job_id: str) -> None:
 
 
 def requests_from(event: Mapping[str, Any], request_id: str) -> list[JobRequest]:
-    parsed = ProducerEvent.validate_python(event)
+    """The jobs an event asks for (none for a watch firing, which only sends run events)."""
+    return _requests(ProducerEvent.validate_python(event), request_id)
+
+
+def _requests(
+    parsed: S3Model | ContinuationEvent | RunEvent | WatchFiring, request_id: str
+) -> list[JobRequest]:
     now = dt.datetime.now(dt.UTC)
     if isinstance(parsed, ContinuationEvent):
         c = parsed.trawl_continuation
@@ -184,10 +189,11 @@ def requests_from(event: Mapping[str, Any], request_id: str) -> list[JobRequest]
 
 
 def handle(event: Mapping[str, Any], context: Any, deps: ProducerDeps) -> dict[str, Any]:
-    if "trawl_watch" in event:
-        return {"fired": dispatch_watch(WatchFiring.model_validate(event).trawl_watch, deps)}
+    parsed = ProducerEvent.validate_python(event)
+    if isinstance(parsed, WatchFiring):
+        return {"fired": dispatch_watch(parsed.trawl_watch, deps)}
     jobs = []
-    for request in requests_from(event, context.aws_request_id):
+    for request in _requests(parsed, context.aws_request_id):
         logger.append_keys(input_key=request.source.key, job_id=request.job_id)
         try:
             manifest = run_job(request, deps, context.get_remaining_time_in_millis)

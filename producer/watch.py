@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer
 
+from models import ObjectRef
 from models.ledger import Counts, counted_rows, job_state, watch_index_key
 
 logger = Logger(service="trawl", child=True)
@@ -36,7 +37,10 @@ class WatchList:
     key: str
     etag: str
     paused: bool
-    metadata_items: int | None = None  # rows, as `trawl watch add` counted them
+
+    def ref(self, bucket: str) -> ObjectRef:
+        """The list's object as it stands (its firing's job reads these bytes)."""
+        return ObjectRef(bucket=bucket, key=self.key, etag=self.etag)
 
 
 def watch_key(platform: str, kind: str, name: str, suffix: str = "csv") -> str:
@@ -45,7 +49,7 @@ def watch_key(platform: str, kind: str, name: str, suffix: str = "csv") -> str:
 
 def list_watch_lists(s3: Any, bucket: str) -> list[WatchList]:
     """Every list under watch/, by name; one ListObjectsV2 page per 1,000 keys."""
-    lists: dict[str, dict[str, Any]] = {}
+    lists: list[tuple[str, str, str, str, str]] = []
     paused: set[tuple[str, str, str]] = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=WATCH_PREFIX):
         for obj in page.get("Contents", []):
@@ -57,19 +61,9 @@ def list_watch_lists(s3: Any, bucket: str) -> list[WatchList]:
             if suffix == "paused":
                 paused.add((platform, kind, name))
             else:
-                lists[obj["Key"]] = {"name": name, "platform": platform, "kind": kind, "etag": obj["ETag"]}
+                lists.append((name, platform, kind, obj["Key"], obj["ETag"].strip('"')))
     return sorted(
-        (
-            WatchList(
-                name=v["name"],
-                platform=v["platform"],
-                kind=v["kind"],
-                key=key,
-                etag=v["etag"].strip('"'),
-                paused=(v["platform"], v["kind"], v["name"]) in paused,
-            )
-            for key, v in lists.items()
-        ),
+        (WatchList(n, p, k, key, etag, (p, k, n) in paused) for n, p, k, key, etag in lists),
         key=lambda w: (w.name, w.key),
     )
 
@@ -84,31 +78,27 @@ def firing_run(date: dt.date, again: str | None = None) -> str:
     return f"watch:{date.isoformat()}" + (f":again:{again}" if again else "")
 
 
-def run_event(ref_bucket: str, wl: WatchList, run: str, job_date: dt.date) -> dict[str, Any]:
-    return {
-        "trawl_run": {
-            "bucket": ref_bucket,
-            "key": wl.key,
-            "etag": wl.etag,
-            "run": run,
-            "job_date": job_date.isoformat(),
-            "watch": wl.name,
-        }
-    }
+def run_event(bucket: str, wl: WatchList, run: str, job_date: dt.date) -> dict[str, Any]:
+    payload = wl.ref(bucket).model_dump() | {"run": run, "job_date": job_date.isoformat(), "watch": wl.name}
+    return {"trawl_run": payload}
 
 
-def last_job(dynamodb: Any, table: str, name: str) -> dict[str, Any] | None:
-    """The watch list's newest job row (the ledger's sparse `watch` index)."""
+def watch_jobs(dynamodb: Any, table: str, name: str, limit: int) -> list[dict[str, Any]]:
+    """The watch list's newest `limit` job rows, newest first (the ledger's sparse `watch` index)."""
     response = dynamodb.query(
         TableName=table,
         IndexName="watch",
         KeyConditionExpression="watch_pk = :w",
         ExpressionAttributeValues={":w": {"S": watch_index_key(name)}},
         ScanIndexForward=False,
-        Limit=1,
+        Limit=limit,
     )
-    items = response.get("Items", [])
-    return {k: _deserialise(v) for k, v in items[0].items()} if items else None
+    return [{k: _deserialise(v) for k, v in item.items()} for item in response.get("Items", [])]
+
+
+def last_job(dynamodb: Any, table: str, name: str) -> dict[str, Any] | None:
+    found = watch_jobs(dynamodb, table, name, 1)
+    return found[0] if found else None
 
 
 def still_running(dynamodb: Any, table: str, job: dict[str, Any]) -> bool:

@@ -41,7 +41,7 @@ from trawl.cli.render import (
     render_summary,
     show_finished,
 )
-from trawl.local.create import check_schedules, schedule_resources
+from trawl.local.create import check_schedules
 from trawl.local.parameters import (
     UPSTREAM_URL_PARAMETERS,
     ParameterError,
@@ -190,8 +190,7 @@ def _stack_parameters(items: list[str] | None, upstreams: Upstreams) -> dict[str
         try:
             template = load_template()
             checked = check_parameters(template, urls | parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
-            defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-            check_schedules(schedule_resources(template), defaults | {k: str(v) for k, v in checked.items()})
+            check_schedules(template, checked)
         except ParameterError as exc:
             hint = flags.get(exc.parameter or "", "--parameter")
             raise typer.BadParameter(str(exc), param_hint=hint) from exc
@@ -476,7 +475,7 @@ def rerun(
 ) -> None:
     """Fetch a job's input again as a new job, dated today (the earlier job's records stay)."""
     _quiet_logs(verbose)
-    target = require_stack(stack, endpoint_url)
+    require_stack(stack, endpoint_url)  # a job's input lives on a stack that outlives the command
 
     def start(session: Session) -> list[_Started]:
         try:
@@ -485,7 +484,7 @@ def rerun(
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from exc
 
-    runs = _run_jobs(start, Faults.parse(""), data_dir, as_json, target.name if stack else None, endpoint_url)
+    runs = _run_jobs(start, Faults.parse(""), data_dir, as_json, stack, endpoint_url)
     print_summaries([s for s, _ in runs], as_json, many=False)
     if not runs[0][0].succeeded:
         raise typer.Exit(1)

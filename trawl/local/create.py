@@ -11,7 +11,7 @@ import re
 import zipfile
 from typing import Any
 
-from trawl.local.events import ACCOUNT
+from trawl.local.events import ACCOUNT, function_arn
 from trawl.local.parameters import UPSTREAM_URL_PARAMETERS, ParameterError, check_parameters
 from trawl.local.template import CODE_PLACEHOLDER, load_template, translate
 from trawl.stack import cron
@@ -58,6 +58,7 @@ def create_local_stack(
     trawl.local.parameters.ParameterError, and nothing is created."""
     template = load_template()
     parameters = check_parameters(template, parameters, loopback_http=UPSTREAM_URL_PARAMETERS)
+    check_schedules(template, parameters)
     translated = translate(template, parameters)
     recorded, schedules = [], []
     for logical_id, resource in list(translated["Resources"].items()):
@@ -71,7 +72,6 @@ def create_local_stack(
     _upload_placeholder_code(endpoint)
     values = {k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()}
     values |= {k: str(v) for k, v in parameters.items()}
-    check_schedules(schedules, values)
     _put_api_keys(endpoint, values, SANDBOX_KEYS | (api_keys or {}))
     cfn = endpoint.client("cloudformation")
     cfn.create_stack(
@@ -98,14 +98,15 @@ def create_local_stack(
     return describe_stack(endpoint, name)
 
 
-def schedule_resources(template: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in template["Resources"].values() if r["Type"] in RECORDED_THROUGH_SCHEDULER_API]
-
-
-def check_schedules(schedules: list[dict[str, Any]], parameters: dict[str, str]) -> None:
-    """A schedule the local stand-in could not fire is refused (ParameterError) before the
-    stack is created: `parameters` are every template parameter's value."""
-    for resource in schedules:
+def check_schedules(template: dict[str, Any], given: dict[str, str]) -> None:
+    """A schedule of the template (as load_template() reads it) that the local stand-in could
+    not fire, with these parameter values (checked ones; the rest take their defaults), is
+    refused (ParameterError) before anything is created."""
+    parameters = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+    parameters |= {k: str(v) for k, v in given.items()}
+    for resource in template["Resources"].values():
+        if resource["Type"] not in RECORDED_THROUGH_SCHEDULER_API:
+            continue
         props = resource["Properties"]
         expression, timezone = props["ScheduleExpression"], props.get("ScheduleExpressionTimezone", "UTC")
         named = expression.get("Ref") if isinstance(expression, dict) else None
@@ -214,7 +215,7 @@ class _Resolver:
                 ]
             )
         if attribute == "Arn" and kind == "AWS::Lambda::Function":
-            return f"arn:aws:lambda:{self._endpoint.region}:{ACCOUNT}:function:{physical}"
+            return function_arn(self._endpoint.region, physical)
         if attribute == "Arn" and kind == "AWS::IAM::Role":
             return f"arn:aws:iam::{ACCOUNT}:role/{physical}"
         raise ValueError(f"cannot resolve {logical}.{attribute} locally")

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from trawl.local.artifacts import BOOTSTRAP, Artifact
+from trawl.local.events import function_arn
 from trawl.stack.describe import FunctionInfo
 
 # How long init (the handler module's imports) may take: Lambda allows 10 s, and this leaves room
@@ -142,7 +143,7 @@ class Environment:
     ) -> None:
         self.function = function
         region = env.get("AWS_REGION", "us-east-1")
-        self._state = _State(function_arn=f"arn:aws:lambda:{region}:123456789012:function:{function.name}")
+        self._state = _State(function_arn=function_arn(region, function.name))
         self._server = _Server(self._state)
         threading.Thread(
             target=self._server.serve_forever, name=f"{function.name}-runtime-api", daemon=True

@@ -17,6 +17,11 @@ from typing import Any
 ACCOUNT = "123456789012"  # moto's account, which the local stack's ARNs carry
 
 
+def function_arn(region: str, name: str) -> str:
+    """A local function's ARN, as the stack's event sources and schedules name it."""
+    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

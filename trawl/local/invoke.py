@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from trawl.local.events import function_arn
 from trawl.stack.describe import FunctionInfo
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class AsyncInvocations:
 
     def record(self, invocation: Invocation, exc: Exception) -> dict[str, Any]:
         """The invocation record Lambda sends to an on-failure destination."""
-        arn = f"arn:aws:lambda:{self._region}:123456789012:function:{self.function.name}:$LATEST"
+        arn = f"{function_arn(self._region, self.function.name)}:$LATEST"
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
             "version": "1.0",

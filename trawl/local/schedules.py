@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trawl.local.environment import ContainerDied, Environment
-from trawl.local.events import ACCOUNT, scheduled_event
+from trawl.local.events import function_arn, scheduled_event
 from trawl.stack import cron
 from trawl.stack.describe import FunctionInfo, Stack
 
@@ -26,21 +25,18 @@ log = logging.getLogger(__name__)
 
 # Locally a rate of 10 minutes fires every 10 seconds.
 LOCAL_SCALE = 1 / 60
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_UNIT_S = {"minute": 60, "hour": 3600, "day": 86_400}
 
 
 def rate_seconds(expression: str) -> float | None:
     """Seconds between firings of a `rate(...)` expression; None for other forms."""
-    found = _RATE.match(expression.strip())
-    if found is None:
+    try:
+        return cron.parse(expression).every_s
+    except cron.ExpressionError:
         return None
-    return int(found.group(1)) * _UNIT_S[found.group(2).rstrip("s")]
 
 
 def _functions_by_arn(stack: Stack) -> dict[str, FunctionInfo]:
-    region = stack.endpoint.region
-    return {f"arn:aws:lambda:{region}:{ACCOUNT}:function:{f.name}": f for f in stack.functions.values()}
+    return {function_arn(stack.endpoint.region, f.name): f for f in stack.functions.values()}
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import ObjectRef, pair_problem
+from models import pair_problem
 from producer.csvstream import BadFile, RowReader, iter_lines, read_header
 from producer.job import job_id_for
-from producer.watch import NAME, WatchList, fire_date, firing_run, last_job, list_watch_lists, watch_key
+from producer.watch import (
+    NAME,
+    WatchList,
+    fire_date,
+    firing_run,
+    last_job,
+    list_watch_lists,
+    watch_jobs,
+    watch_key,
+)
 from trawl.stack import cron
 from trawl.stack.describe import Stack
 from trawl.stack.jobs import job_summary, load_manifest
@@ -126,10 +135,9 @@ def views(stack: Stack) -> list[WatchListView]:
     schedule = watch_schedule(stack)
     next_run = schedule.next_run() if schedule else None
     s3, db = stack.endpoint.client("s3"), stack.endpoint.client("dynamodb")
-    table = stack.outputs["LedgerTableName"]
     found = []
     for wl in _lists(stack):
-        last = last_job(db, table, wl.name)
+        last = last_job(db, stack.ledger_table, wl.name)
         summary = job_summary(stack, str(last["job_id"])) if last else None
         items = s3.head_object(Bucket=stack.bucket, Key=wl.key).get("Metadata", {}).get("items")
         found.append(
@@ -151,15 +159,7 @@ def views(stack: Stack) -> list[WatchListView]:
 
 def runs(stack: Stack, name: str, limit: int = 10) -> list[dict[str, Any]]:
     """The watch list's job rows, newest first."""
-    response = stack.endpoint.client("dynamodb").query(
-        TableName=stack.outputs["LedgerTableName"],
-        IndexName="watch",
-        KeyConditionExpression="watch_pk = :w",
-        ExpressionAttributeValues={":w": {"S": f"WATCH#{name}"}},
-        ScanIndexForward=False,
-        Limit=limit,
-    )
-    return [{k: next(iter(v.values())) for k, v in item.items()} for item in response.get("Items", [])]
+    return watch_jobs(stack.endpoint.client("dynamodb"), stack.ledger_table, name, limit)
 
 
 def pause(stack: Stack, name: str) -> WatchList:
@@ -210,7 +210,7 @@ def run_now(stack: Stack, name: str | None = None, again: bool = False) -> list[
     run = firing_run(fire_date(now, _timezone(stack)), nonce)
     event = {"trawl_watch": {"scheduled_time": cron.scheduled_time_text(now), "name": name, "again": nonce}}
     invoke_producer(stack, event)
-    return [(wl, job_id_for(ObjectRef(bucket=stack.bucket, key=wl.key, etag=wl.etag), run)) for wl in lists]
+    return [(wl, job_id_for(wl.ref(stack.bucket), run)) for wl in lists]
 
 
 def rerun_event(stack: Stack, job_id: str) -> tuple[dict[str, Any], str]:
